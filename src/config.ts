@@ -1,0 +1,116 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+
+const csv = z
+  .union([z.string(), z.array(z.string())])
+  .transform((v) => (Array.isArray(v) ? v : v.split(',')).map((s) => s.trim()).filter(Boolean));
+
+const aeTitle = z
+  .string()
+  .min(1)
+  .max(16)
+  .regex(/^[\x20-\x5b\x5d-\x7e]+$/, 'AE titles are 1–16 printable ASCII characters without backslash');
+
+const port = z.coerce.number().int().min(0).max(65535);
+
+export const ROLES = ['scp', 'worker', 'api'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** The whole configuration. Every key has a default and an environment variable (see ENV_KEYS). */
+export const ConfigSchema = z.object({
+  aeTitle: aeTitle.default('SAXRANGE'),
+  dicomPort: port.default(11112),
+  httpPort: port.default(8080),
+  httpHost: z.string().default('127.0.0.1'),
+  dataDir: z.string().default('./data'),
+  /** Calling AE titles allowed to associate; ['*'] = any. */
+  allowedAEs: csv.default(['*']),
+  stableSeconds: z.coerce.number().min(0).default(10),
+  modelDir: z.string().default('models/default'),
+  roles: csv.pipe(z.array(z.enum(ROLES)).min(1)).default(['scp', 'worker', 'api']),
+  queuePrefix: z.string().min(1).default('sax-range'),
+  apiToken: z.string().optional(),
+  export: z.enum(['rest', 'dimse', 'none']).default('none'),
+  redisUrl: z.string().default('redis://127.0.0.1:6379'),
+  orthancUrl: z.string().optional(),
+  orthancUsername: z.string().optional(),
+  orthancPassword: z.string().optional(),
+  orthancAeTitle: z.string().optional(),
+  orthancHost: z.string().optional(),
+  orthancDicomPort: port.optional(),
+  databaseUrl: z.string().optional(),
+  /** Largest accepted instance in bytes. */
+  maxInstanceBytes: z.coerce.number().int().positive().default(512 * 1024 * 1024),
+  maxAssociations: z.coerce.number().int().positive().default(32),
+  maxPduLength: z.coerce.number().int().min(4096).default(262144),
+  /** Concurrency of the classify worker in one process. */
+  workerConcurrency: z.coerce.number().int().positive().default(1),
+});
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+/** Environment variable for each config key. */
+export const ENV_KEYS: Record<keyof Config, string> = {
+  aeTitle: 'SAX_RANGE_AE_TITLE',
+  dicomPort: 'SAX_RANGE_DICOM_PORT',
+  httpPort: 'SAX_RANGE_HTTP_PORT',
+  httpHost: 'SAX_RANGE_HTTP_HOST',
+  dataDir: 'SAX_RANGE_DATA_DIR',
+  allowedAEs: 'SAX_RANGE_ALLOWED_AES',
+  stableSeconds: 'SAX_RANGE_STABLE_SECONDS',
+  modelDir: 'SAX_RANGE_MODEL_DIR',
+  roles: 'SAX_RANGE_ROLES',
+  queuePrefix: 'SAX_RANGE_QUEUE_PREFIX',
+  apiToken: 'SAX_RANGE_API_TOKEN',
+  export: 'SAX_RANGE_EXPORT',
+  redisUrl: 'REDIS_URL',
+  orthancUrl: 'ORTHANC_URL',
+  orthancUsername: 'ORTHANC_USERNAME',
+  orthancPassword: 'ORTHANC_PASSWORD',
+  orthancAeTitle: 'ORTHANC_AE_TITLE',
+  orthancHost: 'ORTHANC_HOST',
+  orthancDicomPort: 'ORTHANC_DICOM_PORT',
+  databaseUrl: 'DATABASE_URL',
+  maxInstanceBytes: 'SAX_RANGE_MAX_INSTANCE_BYTES',
+  maxAssociations: 'SAX_RANGE_MAX_ASSOCIATIONS',
+  maxPduLength: 'SAX_RANGE_MAX_PDU_LENGTH',
+  workerConcurrency: 'SAX_RANGE_WORKER_CONCURRENCY',
+};
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/**
+ * Loads the config: file (--config or SAX_RANGE_CONFIG, JSON with the keys of ConfigSchema), then the
+ * environment on top, then validation. An invalid value stops start-up with the field named.
+ */
+export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overrides?: Partial<Config> } = {}): Config {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.SAX_RANGE_CONFIG;
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    try {
+      raw = JSON.parse(readFileSync(resolve(file), 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+    }
+  }
+  for (const [key, name] of Object.entries(ENV_KEYS)) {
+    const v = env[name];
+    if (v !== undefined && v !== '') raw[key] = v;
+  }
+  Object.assign(raw, opts.overrides ?? {});
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const key = String(issue.path[0] ?? '');
+    const envName = (ENV_KEYS as Record<string, string>)[key];
+    throw new ConfigError(`invalid config ${key}${envName ? ` (${envName})` : ''}: ${issue.message}`);
+  }
+  return parsed.data;
+}

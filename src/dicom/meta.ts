@@ -1,0 +1,170 @@
+import { readFile } from 'node:fs/promises';
+import dcmjs from 'dcmjs';
+
+const { DicomMessage, DicomMetaDictionary } = dcmjs.data;
+
+/**
+ * What the service needs to know about one received image, read from its header only.
+ * One entry per frame: an Enhanced MR multi-frame instance expands to one entry per frame (`frame` ≥ 0),
+ * a classic single-frame instance has `frame` undefined.
+ */
+export interface InstanceMeta {
+  path: string;
+  transferSyntaxUID: string;
+  sopClassUID: string;
+  sopInstanceUID: string;
+  studyInstanceUID: string;
+  seriesInstanceUID: string;
+  seriesNumber?: number;
+  seriesDescription?: string;
+  modality?: string;
+  frameOfReferenceUID?: string;
+  /** Six direction cosines (row, column). */
+  imageOrientationPatient?: number[];
+  imagePositionPatient?: number[];
+  /** [row spacing, column spacing] in mm. */
+  pixelSpacing?: number[];
+  sliceThickness?: number;
+  sliceLocation?: number;
+  triggerTime?: number;
+  instanceNumber?: number;
+  temporalPositionIdentifier?: number;
+  cardiacNumberOfImages?: number;
+  rows: number;
+  columns: number;
+  numberOfFrames: number;
+  /** 0-based frame index for multi-frame instances. */
+  frame?: number;
+  imageType?: string[];
+}
+
+/** An instance that cannot be used: the message says why, in words a sender's log can carry. */
+export class InvalidInstanceError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidInstanceError';
+    Object.setPrototypeOf(this, new.target.prototype);
+  }
+}
+
+function num(v: unknown): number | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  const x = Array.isArray(v) ? v[0] : v;
+  const n = typeof x === 'number' ? x : Number(x);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function nums(v: unknown, length: number): number[] | undefined {
+  if (!Array.isArray(v) || v.length < length) return undefined;
+  const out = v.slice(0, length).map((x) => (typeof x === 'number' ? x : Number(x)));
+  return out.every(Number.isFinite) ? out : undefined;
+}
+
+function str(v: unknown): string | undefined {
+  const x = Array.isArray(v) ? v[0] : v;
+  return typeof x === 'string' && x.length > 0 ? x : undefined;
+}
+
+function requireUid(ds: Record<string, unknown>, key: string): string {
+  const v = str(ds[key]);
+  if (!v) throw new InvalidInstanceError(`missing ${key}`);
+  if (!/^[0-9.]{1,64}$/.test(v)) throw new InvalidInstanceError(`invalid ${key}`);
+  return v;
+}
+
+/**
+ * Parses a Part 10 buffer up to (not including) the pixel data. Throws InvalidInstanceError on anything
+ * that is not a readable DICOM file.
+ */
+export function parseHeader(buffer: ArrayBuffer | Uint8Array): { meta: Record<string, unknown>; dataset: Record<string, any> } {
+  const ab =
+    buffer instanceof Uint8Array ? buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength) : buffer;
+  let dict: any;
+  try {
+    dict = DicomMessage.readFile(ab, { untilTag: '7FE00010', includeUntilTagValue: false });
+  } catch (err) {
+    throw new InvalidInstanceError(`not a readable DICOM Part 10 file: ${(err as Error).message}`);
+  }
+  const dataset = DicomMetaDictionary.naturalizeDataset(dict.dict);
+  const meta = DicomMetaDictionary.naturalizeDataset(dict.meta);
+  return { meta, dataset };
+}
+
+/** Per-frame geometry of an Enhanced MR instance (functional groups). */
+function enhancedFrames(ds: Record<string, any>): Array<Partial<InstanceMeta>> {
+  const n = num(ds.NumberOfFrames) ?? 1;
+  const shared = (ds.SharedFunctionalGroupsSequence ?? [])[0] ?? {};
+  const perFrame: any[] = ds.PerFrameFunctionalGroupsSequence ?? [];
+  const pick = (frame: any, seq: string) => (frame?.[seq] ?? shared?.[seq] ?? [])[0];
+  const frames: Array<Partial<InstanceMeta>> = [];
+  for (let i = 0; i < n; i++) {
+    const f = perFrame[i] ?? {};
+    const orient = pick(f, 'PlaneOrientationSequence');
+    const pos = pick(f, 'PlanePositionSequence');
+    const measures = pick(f, 'PixelMeasuresSequence');
+    const cardiac = pick(f, 'CardiacSynchronizationSequence');
+    const content = pick(f, 'FrameContentSequence');
+    frames.push({
+      frame: i,
+      imageOrientationPatient: nums(orient?.ImageOrientationPatient, 6),
+      imagePositionPatient: nums(pos?.ImagePositionPatient, 3),
+      pixelSpacing: nums(measures?.PixelSpacing, 2),
+      sliceThickness: num(measures?.SliceThickness),
+      triggerTime: num(cardiac?.NominalCardiacTriggerDelayTime),
+      temporalPositionIdentifier: num(content?.TemporalPositionIndex),
+      instanceNumber: num(ds.InstanceNumber),
+    });
+  }
+  return frames;
+}
+
+/** Extracts InstanceMeta entries (one per frame) from a naturalized header. */
+export function metaFromDataset(
+  dataset: Record<string, any>,
+  fileMeta: Record<string, unknown>,
+  path: string,
+): InstanceMeta[] {
+  const rows = num(dataset.Rows);
+  const columns = num(dataset.Columns);
+  if (!rows || !columns) throw new InvalidInstanceError('missing Rows/Columns: not an image');
+  const base: InstanceMeta = {
+    path,
+    transferSyntaxUID: str(fileMeta.TransferSyntaxUID) ?? '1.2.840.10008.1.2',
+    sopClassUID: requireUid(dataset, 'SOPClassUID'),
+    sopInstanceUID: requireUid(dataset, 'SOPInstanceUID'),
+    studyInstanceUID: requireUid(dataset, 'StudyInstanceUID'),
+    seriesInstanceUID: requireUid(dataset, 'SeriesInstanceUID'),
+    seriesNumber: num(dataset.SeriesNumber),
+    seriesDescription: str(dataset.SeriesDescription),
+    modality: str(dataset.Modality),
+    frameOfReferenceUID: str(dataset.FrameOfReferenceUID),
+    imageOrientationPatient: nums(dataset.ImageOrientationPatient, 6),
+    imagePositionPatient: nums(dataset.ImagePositionPatient, 3),
+    pixelSpacing: nums(dataset.PixelSpacing, 2),
+    sliceThickness: num(dataset.SliceThickness),
+    sliceLocation: num(dataset.SliceLocation),
+    triggerTime: num(dataset.TriggerTime),
+    instanceNumber: num(dataset.InstanceNumber),
+    temporalPositionIdentifier: num(dataset.TemporalPositionIdentifier),
+    cardiacNumberOfImages: num(dataset.CardiacNumberOfImages),
+    rows,
+    columns,
+    numberOfFrames: num(dataset.NumberOfFrames) ?? 1,
+    imageType: Array.isArray(dataset.ImageType) ? dataset.ImageType.map(String) : undefined,
+  };
+  if (dataset.PerFrameFunctionalGroupsSequence || dataset.SharedFunctionalGroupsSequence) {
+    return enhancedFrames(dataset).map((f) => {
+      const out: InstanceMeta = { ...base };
+      for (const [k, v] of Object.entries(f)) if (v !== undefined) (out as any)[k] = v;
+      return out;
+    });
+  }
+  return [base];
+}
+
+/** Reads the header of a spooled file and returns its per-frame metadata. */
+export async function readInstanceMeta(path: string): Promise<InstanceMeta[]> {
+  const buf = await readFile(path);
+  const { meta, dataset } = parseHeader(buf);
+  return metaFromDataset(dataset, meta, path);
+}
