@@ -1,0 +1,156 @@
+import { access, constants, readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import type { Queue } from 'bullmq';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.js';
+import type { SeriesTracker } from '../tracker/tracker.js';
+
+const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
+
+export interface ApiDeps {
+  tracker: SeriesTracker;
+  redis: Redis;
+  queues: Queue[];
+  /** Folder of result JSON documents: `<resultsDir>/<StudyUID>/<stackId>.json`. */
+  resultsDir: string;
+  spoolDir: string;
+  logger: Logger;
+  apiToken?: string;
+  /** Extra readiness checks (e.g. model loaded): name → ok. */
+  readiness?: () => Promise<Record<string, boolean>>;
+  reprocess?: (studyInstanceUID: string) => Promise<void>;
+}
+
+/** The HTTP API (DESIGN "HTTP API"). Thin: every answer comes from the tracker, the queues or the results folder. */
+export function createApp(deps: ApiDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: '1mb' }));
+
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  app.get('/readyz', async (_req, res) => {
+    const checks: Record<string, boolean> = {};
+    try {
+      checks.redis = (await deps.redis.ping()) === 'PONG';
+    } catch {
+      checks.redis = false;
+    }
+    try {
+      await access(deps.spoolDir, constants.W_OK);
+      checks.spool = true;
+    } catch {
+      checks.spool = false;
+    }
+    Object.assign(checks, (await deps.readiness?.()) ?? {});
+    const ok = Object.values(checks).every(Boolean);
+    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready', checks });
+  });
+
+  if (deps.apiToken) {
+    const expected = `Bearer ${deps.apiToken}`;
+    app.use((req: Request, res: Response, next: NextFunction) => {
+      if (req.headers.authorization === expected) return next();
+      res.status(401).json({ error: 'missing or invalid bearer token' });
+    });
+  }
+
+  const board = new ExpressAdapter();
+  board.setBasePath('/admin/queues');
+  createBullBoard({ queues: deps.queues.map((q) => new BullMQAdapter(q)), serverAdapter: board });
+  app.use('/admin/queues', board.getRouter());
+
+  const byName = new Map(deps.queues.map((q) => [q.name, q]));
+
+  const studyUid = (req: Request, res: Response): string | undefined => {
+    const uid = String(req.params.studyUID ?? '');
+    if (!UID_RE.test(uid) || uid.length > 64) {
+      res.status(400).json({ error: 'studyUID must be a DICOM UID (digits and dots, at most 64 characters)' });
+      return undefined;
+    }
+    return uid;
+  };
+
+  app.get('/api/studies', async (_req, res) => {
+    res.json({ studies: await deps.tracker.studies() });
+  });
+
+  app.get('/api/studies/:studyUID', async (req, res) => {
+    const uid = studyUid(req, res);
+    if (!uid) return;
+    const state = await deps.tracker.get(uid);
+    if (!state) {
+      res.status(404).json({ error: `study ${uid} not known` });
+      return;
+    }
+    const jobs = [];
+    for (const id of state.jobIds) {
+      for (const q of byName.values()) {
+        const job = await q.getJob(id);
+        if (!job) continue;
+        jobs.push({
+          id,
+          queue: q.name,
+          state: await job.getState(),
+          attempts: job.attemptsMade,
+          error: job.failedReason || null,
+          processedBy: (job.returnvalue as { processedBy?: unknown } | undefined)?.processedBy ?? null,
+          finishedOn: job.finishedOn ?? null,
+        });
+      }
+    }
+    const assembly = (state.assembly ?? {}) as { stacks?: Array<{ stackId: string; slices: number; phases: number; problems?: string[] }>; setAside?: unknown[] };
+    res.json({
+      studyInstanceUID: uid,
+      instancesReceived: state.instancesReceived,
+      series: state.series,
+      readyAt: state.readyAt ? new Date(state.readyAt).toISOString() : null,
+      stacks: (assembly.stacks ?? []).map((s) => ({ stackId: s.stackId, slices: s.slices, phases: s.phases, problems: s.problems ?? [] })),
+      setAside: assembly.setAside ?? [],
+      jobs,
+      results: await readResults(deps.resultsDir, uid),
+    });
+  });
+
+  app.get('/api/studies/:studyUID/results', async (req, res) => {
+    const uid = studyUid(req, res);
+    if (!uid) return;
+    res.json(await readResults(deps.resultsDir, uid));
+  });
+
+  app.post('/api/studies/:studyUID/reprocess', async (req, res) => {
+    const uid = studyUid(req, res);
+    if (!uid) return;
+    if (!deps.reprocess) {
+      res.status(503).json({ error: 'reprocessing needs the scp role in this process' });
+      return;
+    }
+    await deps.reprocess(uid);
+    res.status(202).json({ studyInstanceUID: uid, status: 'scheduled' });
+  });
+
+  app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
+    deps.logger.error({ err }, 'api error');
+    res.status(500).json({ error: err.message });
+  });
+  return app;
+}
+
+async function readResults(resultsDir: string, uid: string): Promise<unknown[]> {
+  const dir = join(resultsDir, uid);
+  let names: string[];
+  try {
+    names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
+  } catch {
+    return [];
+  }
+  const out: unknown[] = [];
+  for (const n of names) out.push(JSON.parse(await readFile(join(dir, n), 'utf8')));
+  return out;
+}

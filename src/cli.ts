@@ -1,0 +1,99 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { pathToFileURL } from 'node:url';
+import { ConfigError, loadConfig } from './config.js';
+import { createLogger } from './log.js';
+
+const BACKENDS = ['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
+
+function int(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command('sax-range')
+    .description('Cardiac cine MRI short-axis slice-range classification for PACS')
+    .showHelpAfterError();
+  const backend = () => new Option('--backend <name>', 'tensorflow.js backend').choices(BACKENDS).default('auto');
+
+  program
+    .command('phantom')
+    .description('write one synthetic cine short-axis study (DICOM files + truth.json)')
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--seed <n>', 'random seed', int('seed'), 1)
+    .option('--slices <n>', 'number of slice positions', int('slices'), 12)
+    .option('--phases <n>', 'number of cardiac phases', int('phases'), 25)
+    .addOption(new Option('--layout <layout>', 'series layout').choices(['single-series', 'series-per-slice']).default('single-series'))
+    .option('--transfer-syntax <uid>', 'transfer syntax UID of the files', '1.2.840.10008.1.2.1')
+    .addOption(backend())
+    .action(async (o) => {
+      const { writePhantomStudy } = await import('./phantom/index.js');
+      const { truth, paths } = await writePhantomStudy(o.out, {
+        seed: o.seed,
+        slices: o.slices,
+        phases: o.phases,
+        layout: o.layout,
+        transferSyntax: o.transferSyntax,
+      });
+      console.log(
+        JSON.stringify({ out: o.out, files: paths.length, studyInstanceUID: truth.studyInstanceUID, ed: truth.ed, es: truth.es, labels: truth.labels }),
+      );
+    });
+
+  program
+    .command('serve')
+    .description('run the DICOM SCP, the workers and the HTTP API (roles: SAX_RANGE_ROLES)')
+    .option('--config <file>', 'config file (JSON); environment variables override it')
+    .addOption(backend())
+    .action(async (o) => {
+      const logger = createLogger();
+      const config = loadConfig({ file: o.config });
+      const { startService } = await import('./main.js');
+      const service = await startService(config, logger);
+      let stopping = false;
+      const stop = async (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        logger.info({ signal }, 'shutting down: finishing in-flight work');
+        await service.close();
+        process.exit(0);
+      };
+      process.on('SIGINT', () => void stop('SIGINT'));
+      process.on('SIGTERM', () => void stop('SIGTERM'));
+      // A machine-readable line for scripts and tests that start the service on ephemeral ports.
+      console.log(JSON.stringify({ event: 'listening', dicomPort: service.dicomPort ?? null, httpPort: service.httpPort ?? null }));
+    });
+
+  program
+    .command('demo')
+    .description('generate a phantom study, send it over DICOM to an in-process service and show what it made of it')
+    .option('--out <dir>', 'folder for the demo files (default: a new temp folder)')
+    .option('--seed <n>', 'phantom seed', int('seed'), 1)
+    .addOption(backend())
+    .action(async (o) => {
+      const { runDemo } = await import('./demo.js');
+      await runDemo({ out: o.out, seed: o.seed });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`sax-range: ${err.message}`);
+      process.exit(2);
+    }
+    console.error(`sax-range: ${(err as Error).stack ?? err}`);
+    process.exit(1);
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  await main(process.argv);
+}
