@@ -9,6 +9,8 @@
 function OnStableSeries(seriesId, tags, metadata)
   if tags['Modality'] == 'MR' then
     print('sax-range: routing stable MR series ' .. seriesId)
-    SendToModality(seriesId, 'saxrange')
+    -- SendToModality() takes one instance; a whole series goes through the REST API, as an asynchronous
+    -- Orthanc job so that the Lua thread is not blocked while it is sent.
+    RestApiPost('/modalities/saxrange/store', '{"Resources":["' .. seriesId .. '"],"Synchronous":false}')
   end
 end

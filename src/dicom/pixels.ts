@@ -1,0 +1,268 @@
+import { readFile } from 'node:fs/promises';
+import dcmjs from 'dcmjs';
+import codecs from 'dcmjs-codecs';
+import { ACCEPTED_TRANSFER_SYNTAXES, TransferSyntax, UNCOMPRESSED_TRANSFER_SYNTAXES } from './uids.js';
+
+const { DicomMessage, DicomMetaDictionary } = dcmjs.data;
+const { NativeCodecs, Transcoder } = codecs;
+
+/** One decoded frame: modality values (RescaleSlope/Intercept applied), row-major, `rows × columns`. */
+export interface DecodedFrame {
+  rows: number;
+  columns: number;
+  data: Float32Array;
+}
+
+/** A Part 10 file: its path, or its bytes. */
+export type PixelSource = string | Uint8Array | ArrayBuffer;
+
+/** Pixel data that cannot be decoded: missing, truncated, or in a form this service does not handle. */
+export class PixelDataError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PixelDataError';
+    Object.setPrototypeOf(this, new.target.prototype);
+  }
+}
+
+let codecsReady: Promise<void> | undefined;
+
+/** Initialises the dcmjs-codecs WebAssembly once per process (retried if a previous attempt failed). */
+export function initCodecs(): Promise<void> {
+  if (!codecsReady) {
+    // dcmjs-codecs logs through loglevel; keep its chatter off stdout (stdout is reserved for CLI output).
+    codecs.log?.setLevel?.('error');
+    const init: Promise<void> = NativeCodecs.isInitialized() ? Promise.resolve() : NativeCodecs.initializeAsync();
+    codecsReady = init.catch((err: unknown) => {
+      codecsReady = undefined;
+      throw new PixelDataError(`cannot initialise dcmjs-codecs: ${(err as Error).message}`);
+    });
+  }
+  return codecsReady;
+}
+
+async function toArrayBuffer(src: PixelSource): Promise<ArrayBuffer> {
+  if (typeof src === 'string') {
+    const buf = await readFile(src);
+    return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
+  }
+  if (src instanceof Uint8Array) return src.buffer.slice(src.byteOffset, src.byteOffset + src.byteLength) as ArrayBuffer;
+  return src;
+}
+
+/**
+ * dcmjs's validation logger reports Implicit VR pixel data (dictionary VR "OB or OW") as an error on every
+ * read although it is legal; it is silenced for the (synchronous) pixel read only. Headers are validated
+ * where they are read (src/dicom/meta.ts).
+ */
+const validationLog: any = dcmjs.log?.getLogger?.('validation.dcmjs');
+
+function readPart10(ab: ArrayBuffer): { meta: Record<string, any>; dataset: Record<string, any> } {
+  let dict: any;
+  const level = validationLog?.getLevel?.();
+  try {
+    validationLog?.setLevel?.('silent', false);
+    dict = DicomMessage.readFile(ab);
+  } catch (err) {
+    throw new PixelDataError(`not a readable DICOM Part 10 file: ${(err as Error).message}`);
+  } finally {
+    if (level !== undefined) validationLog?.setLevel?.(level, false);
+  }
+  return {
+    meta: DicomMetaDictionary.naturalizeDataset(dict.meta),
+    dataset: DicomMetaDictionary.naturalizeDataset(dict.dict),
+  };
+}
+
+function num(v: unknown): number | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  const x = Array.isArray(v) ? v[0] : v;
+  const n = typeof x === 'number' ? x : Number(x);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** Concatenates the pixel data value (dcmjs gives an array of ArrayBuffers) into one ArrayBuffer. */
+function pixelBytes(value: unknown): ArrayBuffer | undefined {
+  const parts = (Array.isArray(value) ? value : [value]).filter(
+    (p): p is ArrayBuffer | ArrayBufferView => p instanceof ArrayBuffer || ArrayBuffer.isView(p),
+  );
+  if (parts.length === 0) return undefined;
+  const views = parts.map((p) =>
+    p instanceof ArrayBuffer ? new Uint8Array(p) : new Uint8Array(p.buffer, p.byteOffset, p.byteLength),
+  );
+  if (views.length === 1) {
+    const v = views[0]!;
+    return v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) as ArrayBuffer;
+  }
+  const total = views.reduce((s, v) => s + v.byteLength, 0);
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const v of views) {
+    out.set(v, off);
+    off += v.byteLength;
+  }
+  return out.buffer;
+}
+
+interface Rescale {
+  slope: number;
+  intercept: number;
+}
+
+/** RescaleSlope/Intercept of a frame: per-frame functional group, then shared, then the top level. */
+function rescaleFor(ds: Record<string, any>, frame: number): Rescale {
+  const fromGroup = (g: any): Rescale | undefined => {
+    const t = g?.PixelValueTransformationSequence?.[0];
+    if (!t) return undefined;
+    const slope = num(t.RescaleSlope);
+    const intercept = num(t.RescaleIntercept);
+    if (slope === undefined && intercept === undefined) return undefined;
+    return { slope: slope ?? 1, intercept: intercept ?? 0 };
+  };
+  return (
+    fromGroup(ds.PerFrameFunctionalGroupsSequence?.[frame]) ??
+    fromGroup(ds.SharedFunctionalGroupsSequence?.[0]) ?? {
+      slope: num(ds.RescaleSlope) ?? 1,
+      intercept: num(ds.RescaleIntercept) ?? 0,
+    }
+  );
+}
+
+/** The decoded (native, little-endian) dataset of a file, transcoding compressed syntaxes with dcmjs-codecs. */
+async function nativeDataset(src: PixelSource): Promise<Record<string, any>> {
+  const ab = await toArrayBuffer(src);
+  const { meta, dataset } = readPart10(ab);
+  const ts: string = (typeof meta.TransferSyntaxUID === 'string' && meta.TransferSyntaxUID) || TransferSyntax.ImplicitVRLittleEndian;
+  if (!ACCEPTED_TRANSFER_SYNTAXES.includes(ts)) {
+    throw new PixelDataError(`transfer syntax ${ts} is not supported for pixel decoding`);
+  }
+  if (UNCOMPRESSED_TRANSFER_SYNTAXES.includes(ts)) return dataset;
+  if (dataset.PixelData === undefined) throw new PixelDataError('no pixel data (7FE0,0010) in the file');
+  await initCodecs();
+  let native: ArrayBuffer;
+  try {
+    const t = new Transcoder(ab);
+    t.transcode(TransferSyntax.ExplicitVRLittleEndian);
+    native = t.getDicomPart10();
+  } catch (err) {
+    throw new PixelDataError(`cannot decode ${ts} pixel data: ${(err as Error)?.message ?? String(err)}`);
+  }
+  return readPart10(native).dataset;
+}
+
+interface PixelModule {
+  rows: number;
+  columns: number;
+  frames: number;
+  samplesPerPixel: number;
+  planar: boolean;
+  bitsAllocated: number;
+  bitsStored: number;
+  signed: boolean;
+  float: boolean;
+  bytes: ArrayBuffer;
+}
+
+function pixelModule(ds: Record<string, any>): PixelModule {
+  const rows = num(ds.Rows);
+  const columns = num(ds.Columns);
+  if (!rows || !columns) throw new PixelDataError('missing Rows/Columns: not an image');
+  const frames = Math.max(1, num(ds.NumberOfFrames) ?? 1);
+  const samplesPerPixel = num(ds.SamplesPerPixel) ?? 1;
+  let float = false;
+  let raw: unknown = ds.PixelData;
+  let bitsAllocated = num(ds.BitsAllocated) ?? 16;
+  if (raw === undefined && ds.FloatPixelData !== undefined) {
+    raw = ds.FloatPixelData;
+    float = true;
+    bitsAllocated = 32;
+  }
+  const bytes = raw === undefined ? undefined : pixelBytes(raw);
+  if (!bytes || bytes.byteLength === 0) throw new PixelDataError('no pixel data (7FE0,0010) in the file');
+  if (![8, 16, 32].includes(bitsAllocated)) {
+    throw new PixelDataError(`BitsAllocated ${bitsAllocated} is not supported (8, 16 or 32)`);
+  }
+  if (samplesPerPixel !== 1 && samplesPerPixel !== 3) {
+    throw new PixelDataError(`SamplesPerPixel ${samplesPerPixel} is not supported (1 or 3)`);
+  }
+  const bitsStored = Math.min(bitsAllocated, num(ds.BitsStored) ?? bitsAllocated);
+  const needed = rows * columns * samplesPerPixel * frames * (bitsAllocated / 8);
+  if (bytes.byteLength < needed) {
+    throw new PixelDataError(
+      `pixel data too short: ${bytes.byteLength} bytes for ${frames} frame(s) of ${rows}×${columns}×${samplesPerPixel} ` +
+        `at ${bitsAllocated} bits (${needed} bytes expected)`,
+    );
+  }
+  return {
+    rows,
+    columns,
+    frames,
+    samplesPerPixel,
+    planar: num(ds.PlanarConfiguration) === 1,
+    bitsAllocated,
+    bitsStored,
+    signed: num(ds.PixelRepresentation) === 1,
+    float,
+    bytes,
+  };
+}
+
+function decodeOne(pm: PixelModule, frame: number, rescale: Rescale): DecodedFrame {
+  const { rows, columns, samplesPerPixel: spp, bitsAllocated, bitsStored, signed } = pm;
+  const n = rows * columns;
+  const bpp = bitsAllocated / 8;
+  const frameBytes = n * spp * bpp;
+  const chunk = pm.bytes.slice(frame * frameBytes, (frame + 1) * frameBytes);
+  let samples: ArrayLike<number>;
+  if (pm.float) samples = new Float32Array(chunk);
+  else if (bitsAllocated === 8) samples = signed ? new Int8Array(chunk) : new Uint8Array(chunk);
+  else if (bitsAllocated === 16) samples = signed ? new Int16Array(chunk) : new Uint16Array(chunk);
+  else samples = signed ? new Int32Array(chunk) : new Uint32Array(chunk);
+
+  // Bits above BitsStored are not part of the value: mask them (unsigned) or sign-extend from BitsStored (signed).
+  const fix =
+    pm.float || bitsStored >= bitsAllocated
+      ? undefined
+      : signed
+        ? (v: number) => ((v << (32 - bitsStored)) >> (32 - bitsStored))
+        : (v: number) => (bitsStored >= 32 ? v : (v & ((2 ** bitsStored) - 1)) >>> 0);
+
+  const value = (i: number): number => {
+    const v = samples[i]!;
+    return fix ? fix(v) : v;
+  };
+  const out = new Float32Array(n);
+  const { slope, intercept } = rescale;
+  if (spp === 1) {
+    for (let i = 0; i < n; i++) out[i] = value(i) * slope + intercept;
+  } else {
+    // Colour: luminance (ITU-R BT.601), for robustness only — cine MR is monochrome.
+    for (let i = 0; i < n; i++) {
+      const [r, g, b] = pm.planar ? [value(i), value(n + i), value(2 * n + i)] : [value(3 * i), value(3 * i + 1), value(3 * i + 2)];
+      out[i] = (0.299 * r + 0.587 * g + 0.114 * b) * slope + intercept;
+    }
+  }
+  return { rows, columns, data: out };
+}
+
+/**
+ * Decodes one frame (0-based; default 0) of a Part 10 file in any accepted transfer syntax to Float32
+ * modality values. Throws PixelDataError when the pixel data is missing, truncated or unsupported.
+ */
+export async function decodeFrame(src: PixelSource, frame = 0): Promise<DecodedFrame> {
+  const ds = await nativeDataset(src);
+  const pm = pixelModule(ds);
+  if (!Number.isInteger(frame) || frame < 0 || frame >= pm.frames) {
+    throw new PixelDataError(`frame ${frame} out of range: the file has ${pm.frames} frame(s)`);
+  }
+  return decodeOne(pm, frame, rescaleFor(ds, frame));
+}
+
+/** Decodes every frame of a Part 10 file (one transcode for a compressed multi-frame instance). */
+export async function decodeFrames(src: PixelSource): Promise<DecodedFrame[]> {
+  const ds = await nativeDataset(src);
+  const pm = pixelModule(ds);
+  const out: DecodedFrame[] = [];
+  for (let f = 0; f < pm.frames; f++) out.push(decodeOne(pm, f, rescaleFor(ds, f)));
+  return out;
+}
