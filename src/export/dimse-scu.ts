@@ -1,6 +1,6 @@
 import dimse from 'dcmjs-dimse';
 
-const { Client, requests, constants } = dimse;
+const { Client, requests } = dimse;
 
 export interface ScuTarget {
   host: string;
