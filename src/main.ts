@@ -56,6 +56,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
         }
       }
       await classifyQueue.close().catch(() => undefined);
+      await spool.close();
       redis.disconnect();
     },
   };

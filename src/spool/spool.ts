@@ -14,6 +14,11 @@ const UID_RE = /^[0-9.]{1,64}$/;
 export class Spool {
   readonly tmpDir: string;
   readonly studiesDir: string;
+  /** Series folders known to exist and be durable: no mkdir and no parent fsync on the next commit. */
+  private readonly knownDirs = new Set<string>();
+  /** Open handles of recently used series folders, for the directory fsync after each rename (LRU). */
+  private readonly dirHandles = new Map<string, Promise<FileHandle>>();
+  private static readonly MAX_DIR_HANDLES = 64;
 
   constructor(readonly root: string) {
     this.tmpDir = join(root, 'tmp');
@@ -52,19 +57,66 @@ export class Spool {
     const seriesDir = join(this.studyDir(ids.studyInstanceUID), ids.seriesInstanceUID);
     const fh = handle ?? (await open(tmpPath, 'r+'));
     try {
-      await fh.sync();
+      // fdatasync: the data and the metadata needed to read it back (size); the name is made durable below.
+      await fh.datasync();
     } finally {
       await fh.close();
     }
+    if (!this.knownDirs.has(seriesDir)) await this.ensureDir(ids.studyInstanceUID, seriesDir);
+    try {
+      await rename(tmpPath, finalPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // The folder went away since we cached it (a study removed from the spool): make it again.
+      this.forgetDir(seriesDir);
+      await this.ensureDir(ids.studyInstanceUID, seriesDir);
+      await rename(tmpPath, finalPath);
+    }
+    // The rename is durable once the directory is fsynced.
+    await (await this.dirHandle(seriesDir)).sync();
+    return finalPath;
+  }
+
+  private async ensureDir(studyUID: string, seriesDir: string): Promise<void> {
     const created = await mkdir(seriesDir, { recursive: true });
-    await rename(tmpPath, finalPath);
-    await fsyncDir(seriesDir);
     if (created) {
       // New directories must be durable too, up to the studies root.
-      await fsyncDir(this.studyDir(ids.studyInstanceUID));
+      await fsyncDir(this.studyDir(studyUID));
       await fsyncDir(this.studiesDir);
     }
-    return finalPath;
+    this.knownDirs.add(seriesDir);
+  }
+
+  private forgetDir(dir: string): void {
+    this.knownDirs.delete(dir);
+    const h = this.dirHandles.get(dir);
+    this.dirHandles.delete(dir);
+    void h?.then((f) => f.close()).catch(() => undefined);
+  }
+
+  private dirHandle(dir: string): Promise<FileHandle> {
+    let h = this.dirHandles.get(dir);
+    if (h) {
+      this.dirHandles.delete(dir);
+      this.dirHandles.set(dir, h);
+      return h;
+    }
+    h = open(dir, 'r');
+    h.catch(() => this.dirHandles.delete(dir));
+    this.dirHandles.set(dir, h);
+    if (this.dirHandles.size > Spool.MAX_DIR_HANDLES) {
+      const [oldest, old] = this.dirHandles.entries().next().value as [string, Promise<FileHandle>];
+      this.dirHandles.delete(oldest);
+      void old.then((f) => f.close()).catch(() => undefined);
+    }
+    return h;
+  }
+
+  /** Closes cached directory handles. */
+  async close(): Promise<void> {
+    const hs = [...this.dirHandles.values()];
+    this.dirHandles.clear();
+    for (const h of hs) await h.then((f) => f.close()).catch(() => undefined);
   }
 
   async discard(tmpPath: string): Promise<void> {
