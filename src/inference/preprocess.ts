@@ -53,21 +53,53 @@ export const TORCH_STD_RGB = [0.229, 0.224, 0.225] as const;
  * NaNs are ignored. Returns NaN for every p when there are no finite values.
  */
 export function percentiles(values: ArrayLike<number>, ps: readonly number[]): number[] {
-  const sorted = new Float64Array(values.length);
+  for (const p of ps) if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be in [0, 100], got ${p}`);
+  const buf = new Float64Array(values.length);
   let n = 0;
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    if (!Number.isNaN(v)) sorted[n++] = v;
+    if (!Number.isNaN(v)) buf[n++] = v;
   }
-  const v = sorted.subarray(0, n).sort();
+  if (n === 0) return ps.map(() => Number.NaN);
+  const v = buf.subarray(0, n);
+  // Order statistics by quickselect (expected O(n)) instead of a full sort: this runs on every slice at
+  // inference time. Same values as sorting, since only the k-th smallest elements are read.
   return ps.map((p) => {
-    if (!(p >= 0 && p <= 100)) throw new RangeError(`percentile must be in [0, 100], got ${p}`);
-    if (n === 0) return Number.NaN;
     const h = (p / 100) * (n - 1);
     const lo = Math.floor(h);
-    const hi = Math.min(lo + 1, n - 1);
-    return v[lo] + (h - lo) * (v[hi] - v[lo]);
+    const a = select(v, lo);
+    if (h === lo || lo + 1 >= n) return a;
+    // After select(v, lo), every element right of lo is >= v[lo]: the next order statistic is their minimum.
+    let b = Infinity;
+    for (let i = lo + 1; i < n; i++) if (v[i]! < b) b = v[i]!;
+    return a + (h - lo) * (b - a);
   });
+}
+
+/** Hoare quickselect: puts the k-th smallest at index k (smaller left, larger-or-equal right); returns it. */
+function select(a: Float64Array, k: number): number {
+  let left = 0;
+  let right = a.length - 1;
+  while (right > left) {
+    const pivot = a[(left + right) >> 1]!;
+    let i = left;
+    let j = right;
+    while (i <= j) {
+      while (a[i]! < pivot) i++;
+      while (a[j]! > pivot) j--;
+      if (i <= j) {
+        const t = a[i]!;
+        a[i] = a[j]!;
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) right = j;
+    else if (k >= i) left = i;
+    else break;
+  }
+  return a[k]!;
 }
 
 /** One percentile (numpy 'linear'); see `percentiles`. */

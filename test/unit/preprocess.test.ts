@@ -264,3 +264,24 @@ describe('preprocessStack', () => {
     expect(() => preprocessStack([new Float32Array(99)], rows, cols, preprocessParamsFor('vgg16'))).toThrow(RangeError);
   });
 });
+
+describe('percentiles by quickselect', () => {
+  it('equals the sort-based numpy linear percentile on random data with ties', () => {
+    let seed = 42;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let t = 0; t < 500; t++) {
+      const n = 1 + Math.floor(rnd() * 50);
+      const values = Array.from({ length: n }, () => (rnd() < 0.3 ? Math.floor(rnd() * 4) : rnd() * 100));
+      const ps = [0, 2, 50, 98, 100, rnd() * 100];
+      const sorted = [...values].sort((a, b) => a - b);
+      const expected = ps.map((p) => {
+        const h = (p / 100) * (n - 1);
+        const lo = Math.floor(h);
+        const hi = Math.min(lo + 1, n - 1);
+        return sorted[lo]! + (h - lo) * (sorted[hi]! - sorted[lo]!);
+      });
+      const got = percentiles(values, ps);
+      got.forEach((g, i) => expect(g).toBeCloseTo(expected[i]!, 9));
+    }
+  });
+});
