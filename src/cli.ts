@@ -72,10 +72,69 @@ export function buildProgram(): Command {
     .description('generate a phantom study, send it over DICOM to an in-process service and show what it made of it')
     .option('--out <dir>', 'folder for the demo files (default: a new temp folder)')
     .option('--seed <n>', 'phantom seed', int('seed'), 1)
+    .option('--model <dir>', 'model directory (default: SAX_RANGE_MODEL_DIR or models/default)')
     .addOption(backend())
     .action(async (o) => {
+      if (o.backend !== 'auto') process.env.SAX_RANGE_BACKEND = o.backend;
       const { runDemo } = await import('./demo.js');
-      await runDemo({ out: o.out, seed: o.seed });
+      await runDemo({ out: o.out, seed: o.seed, modelDir: o.model });
+    });
+
+  const defaultModel = () => process.env.SAX_RANGE_MODEL_DIR ?? 'models/default';
+
+  program
+    .command('classify')
+    .description('classify the cine short-axis stacks in DICOM files/folders without a server')
+    .argument('<paths...>', 'DICOM files or folders (searched recursively)')
+    .option('--model <dir>', 'model directory (default: SAX_RANGE_MODEL_DIR or models/default)')
+    .option('--out <dir>', 'write <stackId>.json and the SR, SC and KOS files here')
+    .option('--json', 'print the JSON array of result documents on stdout', false)
+    .option('--threads <n>', 'inference threads (one tfjs backend each)', int('threads'), 1)
+    .addOption(backend())
+    .action(async (paths: string[], o) => {
+      const { runClassify } = await import('./commands/classify.js');
+      const { writeStackOutputs } = await import('./pipeline/outputs.js');
+      const { join } = await import('node:path');
+      await runClassify({
+        paths,
+        modelDir: o.model ?? defaultModel(),
+        out: o.out,
+        json: o.json,
+        threads: o.threads,
+        backend: o.backend,
+        logger: createLogger(),
+        writeOutputs: async (ctx) => (await writeStackOutputs({ ...ctx, dir: join(ctx.outDir, ctx.stack.stackId) })).refs,
+      });
+    });
+
+  program
+    .command('predict')
+    .description('per-slice predictions as CSV: subject,phase,slice,p_oap,p_in,p_obs,predicted,label')
+    .requiredOption('--dataset <spec>', 'dataset, e.g. acdc:DIR')
+    .option('--model <dir>', 'model directory (default: SAX_RANGE_MODEL_DIR or models/default)')
+    .requiredOption('--out <file>', 'CSV file to write')
+    .option('--threads <n>', 'inference threads', int('threads'), 1)
+    .addOption(backend())
+    .action(async (o) => {
+      const { runPredict } = await import('./commands/predict.js');
+      const summary = await runPredict({ dataset: o.dataset, modelDir: o.model ?? defaultModel(), out: o.out, threads: o.threads, backend: o.backend, logger: createLogger() });
+      console.log(JSON.stringify(summary));
+    });
+
+  program
+    .command('train')
+    .description('train with a protocol (patient-level cross-validation, then a final model) and write the model dir and report')
+    .requiredOption('--protocol <file>', 'protocol JSON (config/protocols/*.json)')
+    .requiredOption('--dataset <spec>', 'acdc:DIR, phantom:COUNT[:SEED], joined with +')
+    .requiredOption('--out <dir>', 'output folder (model/, cv.json, report.md, checkpoints/)')
+    .option('--resume', 'continue from <out>/checkpoints after an interruption', false)
+    .option('--workers <n>', 'folds trained at once (worker threads)', int('workers'))
+    .addOption(backend())
+    .action(async (o) => {
+      const { runTraining } = await import('./training/train.js');
+      const logger = createLogger();
+      const r = await runTraining({ protocol: o.protocol, dataset: o.dataset, out: o.out, backend: o.backend, resume: o.resume, workers: o.workers, logger });
+      console.log(JSON.stringify({ out: o.out, model: r.modelDir ?? null, selectedEpoch: r.selectedEpoch, cvFoldMean: r.cv?.foldMean ?? null }));
     });
 
   return program;
@@ -85,8 +144,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`sax-range: ${err.message}`);
+    if (err instanceof ConfigError || (err as { code?: string }).code === 'NO_STACK') {
+      console.error(`sax-range: ${(err as Error).message}`);
       process.exit(2);
     }
     console.error(`sax-range: ${(err as Error).stack ?? err}`);

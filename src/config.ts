@@ -46,6 +46,10 @@ export const ConfigSchema = z.object({
   maxPduLength: z.coerce.number().int().min(4096).default(262144),
   /** Concurrency of the classify worker in one process. */
   workerConcurrency: z.coerce.number().int().positive().default(1),
+  /** Inference threads per worker process (worker_threads, one tfjs backend each); 1 = in-process. */
+  inferenceThreads: z.coerce.number().int().positive().default(1),
+  /** tensorflow.js backend: auto takes tfjs-node when installed, else WebGPU when an adapter exists, else WASM. */
+  backend: z.enum(['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -76,6 +80,8 @@ export const ENV_KEYS: Record<keyof Config, string> = {
   maxAssociations: 'SAX_RANGE_MAX_ASSOCIATIONS',
   maxPduLength: 'SAX_RANGE_MAX_PDU_LENGTH',
   workerConcurrency: 'SAX_RANGE_WORKER_CONCURRENCY',
+  inferenceThreads: 'SAX_RANGE_INFERENCE_THREADS',
+  backend: 'SAX_RANGE_BACKEND',
 };
 
 export class ConfigError extends Error {

@@ -2,12 +2,17 @@ import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
-import { Queue, Worker } from 'bullmq';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { createApp } from './api/app.js';
 import type { Config } from './config.js';
 import type { Logger } from './log.js';
+import { createExporter } from './export/exporter.js';
+import { selectBackend } from './inference/backend.js';
+import type { StackClassifier } from './inference/classify-stack.js';
+import { SliceClassifier } from './inference/classifier.js';
+import { ClassifierPool } from './inference/pool.js';
 import { processClassifyJob, type ClassifyResult } from './pipeline/classify.js';
-import { QueueName, type ClassifyJobData } from './queue/jobs.js';
+import { EXPORT_JOB_OPTIONS, exportJobId, QueueName, type ClassifyJobData, type ExportJobData } from './queue/jobs.js';
 import { createRedis } from './queue/redis.js';
 import { StudyScheduler } from './queue/scheduler.js';
 import { DicomReceiver } from './scp/index.js';
@@ -22,7 +27,22 @@ export interface Service {
   spool: Spool;
   tracker: SeriesTracker;
   classifyQueue: Queue<ClassifyJobData>;
+  exportQueue: Queue<ExportJobData>;
   close(): Promise<void>;
+}
+
+/** Loads the classifier once per worker process: in-process, or a pool of inference threads. */
+async function loadClassifier(config: Config, logger: Logger): Promise<{ classifier: StackClassifier; close: () => Promise<void> }> {
+  const modelDir = resolve(config.modelDir);
+  if (config.inferenceThreads > 1) {
+    const pool = await ClassifierPool.create({ modelDir }, { threads: config.inferenceThreads, backend: config.backend });
+    logger.info({ modelDir, threads: pool.threads, backend: pool.backend, model: pool.modelRef }, 'classifier loaded (thread pool)');
+    return { classifier: pool, close: () => pool.close() };
+  }
+  const backend = await selectBackend(config.backend, logger);
+  const c = await SliceClassifier.load(modelDir, { logger });
+  logger.info({ modelDir, backend: backend.name, model: c.modelRef }, 'classifier loaded');
+  return { classifier: c, close: async () => c.dispose() };
 }
 
 /**
@@ -41,11 +61,14 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   const redis = createRedis(config.redisUrl, 'sax-range-main');
   const tracker = new SeriesTracker(redis, { prefix: config.queuePrefix, stableMs: config.stableSeconds * 1000 });
   const classifyQueue = new Queue<ClassifyJobData>(QueueName.classify, { connection: redis, prefix: config.queuePrefix });
+  const exportQueue = new Queue<ExportJobData>(QueueName.export, { connection: redis, prefix: config.queuePrefix });
   const closers: Array<() => Promise<unknown>> = [];
+  let modelLoaded = false;
   const service: Service = {
     spool,
     tracker,
     classifyQueue,
+    exportQueue,
     close: async () => {
       // Reverse order of start; each step runs even if an earlier one failed.
       for (const c of closers.reverse()) {
@@ -56,6 +79,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
         }
       }
       await classifyQueue.close().catch(() => undefined);
+      await exportQueue.close().catch(() => undefined);
       await spool.close();
       redis.disconnect();
     },
@@ -63,11 +87,29 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
 
   try {
     if (roles.has('worker')) {
+      const { classifier, close: closeClassifier } = await loadClassifier(config, logger);
+      closers.push(closeClassifier);
+      modelLoaded = true;
+      const exporter = createExporter(config, logger.child({ component: 'export' }));
       const workerRedis = createRedis(config.redisUrl, 'sax-range-worker');
       const processedBy = { host: hostname(), pid: process.pid };
       const worker = new Worker<ClassifyJobData, ClassifyResult>(
         QueueName.classify,
-        async (job) => processClassifyJob(job.data, { spool, resultsDir, logger: logger.child({ jobId: job.id }), processedBy, jobId: job.id! }),
+        async (job) =>
+          processClassifyJob(job.data, {
+            spool,
+            resultsDir,
+            logger: logger.child({ jobId: job.id }),
+            processedBy,
+            jobId: job.id!,
+            classifier,
+            enqueueExport: exporter
+              ? async (data) => {
+                  await exportQueue.add('export', data, { ...EXPORT_JOB_OPTIONS, jobId: exportJobId(data.studyInstanceUID, data.stackId, data.epoch) });
+                  await tracker.recordJob(data.studyInstanceUID, exportJobId(data.studyInstanceUID, data.stackId, data.epoch));
+                }
+              : undefined,
+          }),
         { connection: workerRedis, prefix: config.queuePrefix, concurrency: config.workerConcurrency },
       );
       worker.on('failed', (job, err) =>
@@ -78,6 +120,33 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
         await worker.close();
         workerRedis.disconnect();
       });
+
+      if (exporter) {
+        const exportRedis = createRedis(config.redisUrl, 'sax-range-export');
+        const exportWorker = new Worker<ExportJobData, { sent: number; target: string; processedBy: typeof processedBy }>(
+          QueueName.export,
+          async (job) => {
+            try {
+              const r = await exporter.send(job.data.files);
+              logger.info({ jobId: job.id, studyInstanceUID: job.data.studyInstanceUID, sent: r.sent, target: exporter.target }, 'exported');
+              return { ...r, target: exporter.target, processedBy };
+            } catch (err) {
+              // A permanent failure (rejected, unauthorised) is not retried; network and busy errors are.
+              if ((err as { retryable?: boolean }).retryable === false) throw new UnrecoverableError((err as Error).message);
+              throw err;
+            }
+          },
+          { connection: exportRedis, prefix: config.queuePrefix, concurrency: 1 },
+        );
+        exportWorker.on('failed', (job, err) =>
+          logger.warn({ jobId: job?.id, studyInstanceUID: job?.data.studyInstanceUID, attempts: job?.attemptsMade, err: err.message }, 'export failed'),
+        );
+        closers.push(async () => {
+          await exportWorker.close();
+          exportRedis.disconnect();
+          exporter.close();
+        });
+      }
     }
 
     if (roles.has('scp')) {
@@ -103,7 +172,8 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       const app = createApp({
         tracker,
         redis,
-        queues: [classifyQueue],
+        queues: [classifyQueue, exportQueue],
+        readiness: async (): Promise<Record<string, boolean>> => (roles.has('worker') ? { model: modelLoaded } : {}),
         resultsDir,
         spoolDir: spool.studiesDir,
         logger: logger.child({ component: 'api' }),

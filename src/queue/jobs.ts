@@ -26,6 +26,27 @@ export interface ClassifyJobData {
   epoch: number;
 }
 
+export interface ExportJobData {
+  studyInstanceUID: string;
+  stackId: string;
+  epoch: number;
+  /** The result JSON of the stack. */
+  resultPath: string;
+  /** Part 10 files to send (SR, SCs, KOS). */
+  files: string[];
+}
+
+export const EXPORT_JOB_OPTIONS = {
+  attempts: 8,
+  backoff: { type: 'exponential' as const, delay: 5000 },
+  removeOnComplete: { count: 1000 },
+  removeOnFail: { count: 5000 },
+};
+
+export function exportJobId(studyInstanceUID: string, stackId: string, epoch: number): string {
+  return `${studyInstanceUID}_${stackId}_${epoch}`;
+}
+
 /** Default job options: retried with exponential backoff; finished jobs kept for the API and bull-board. */
 export const CLASSIFY_JOB_OPTIONS = {
   attempts: 4,

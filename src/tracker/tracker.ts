@@ -83,13 +83,12 @@ export class SeriesTracker {
     return res === 1;
   }
 
-  async recordJob(studyInstanceUID: string, jobId: string, assembly: unknown): Promise<void> {
+  /** Records a job of the study (classify with its assembly summary; export without). */
+  async recordJob(studyInstanceUID: string, jobId: string, assembly?: unknown): Promise<void> {
     const key = this.studyKey(studyInstanceUID);
-    await this.redis
-      .multi()
-      .hset(key, 'lastJobId', jobId, 'assembly', JSON.stringify(assembly))
-      .rpush(`${key}:jobs`, jobId)
-      .exec();
+    const m = this.redis.multi();
+    if (assembly !== undefined) m.hset(key, 'lastJobId', jobId, 'assembly', JSON.stringify(assembly));
+    await m.rpush(`${key}:jobs`, jobId).exec();
   }
 
   async recordAssembly(studyInstanceUID: string, assembly: unknown): Promise<void> {
