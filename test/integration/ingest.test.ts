@@ -11,10 +11,12 @@ import { writePhantomStudy, type PhantomTruth } from '../../src/phantom/index.js
 import type { ClassifyJobData } from '../../src/queue/jobs.js';
 import { createRedis } from '../../src/queue/redis.js';
 import { storescu } from '../helpers/dcmtk.js';
+import { writeUntrainedModelDir } from '../helpers/model.js';
 import { startOrthanc, type OrthancHandle } from '../helpers/orthanc.js';
 
 const logger = createLogger('test', process.env.LOG_LEVEL ?? 'warn');
 let root: string;
+let modelDir: string;
 
 function testConfig(overrides: Partial<Config> = {}): Config {
   return loadConfig({
@@ -26,6 +28,8 @@ function testConfig(overrides: Partial<Config> = {}): Config {
       stableSeconds: 1,
       queuePrefix: `test-${randomUUID()}`,
       roles: ['scp', 'api'],
+      modelDir,
+      backend: 'wasm',
       redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       ...overrides,
     },
@@ -62,6 +66,7 @@ function datasetPart(buf: Buffer): Buffer {
 
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'sax-ingest-'));
+  modelDir = await writeUntrainedModelDir(join(root, 'model'));
 });
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
@@ -130,6 +135,9 @@ describe('ingest: storescu → SCP → spool → tracker → classify job', () =
       expect(result.stacks).toHaveLength(1);
       expect(result.stacks[0]!.ED).toMatchObject({ phaseIndex: study.truth.ed, method: 'min-trigger-time' });
       expect(result.stacks[0]!.ES).toMatchObject({ phaseIndex: study.truth.es, method: 'min-blood-pool-area' });
+      // The untrained model's labels mean nothing here; the plumbing does: a result document per stack,
+      // 1 SR + 2×slices SCs + 2 montages + 2 KOS written, results served by the API.
+      expect(result.stacks[0]!.outputs).toBe(1 + 2 * 10 + 2 + 2);
       expect(result.processedBy.pid).toBe(process.pid);
 
       const base = `http://127.0.0.1:${service.httpPort}`;
@@ -142,6 +150,11 @@ describe('ingest: storescu → SCP → spool → tracker → classify job', () =
       expect((await fetch(`${base}/api/studies/not-a-uid`)).status).toBe(400);
       expect((await fetch(`${base}/api/studies/1.2.3.4.5`)).status).toBe(404);
       expect((await fetch(`${base}/admin/queues`)).status).toBe(200);
+      const results = (await (await fetch(`${base}/api/studies/${study.truth.studyInstanceUID}/results`)).json()) as any[];
+      expect(results).toHaveLength(1);
+      expect(results[0]).toMatchObject({ schema: 'sax-range/result@1', studyInstanceUID: study.truth.studyInstanceUID });
+      expect(results[0].phases.ED.slices).toHaveLength(10);
+      expect(results[0].phases.ED.slices.map((s: any) => s.sopInstanceUID)).toEqual(study.truth.sopInstanceUIDs.ED);
     } finally {
       await service.close();
       await cleanup(config);
