@@ -13,7 +13,7 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const acdc = process.env.ACDC_DIR ?? fileURLToPath(new URL('../../shared/data/acdc', import.meta.url));
 const all: Array<{ name: string; args: string[]; needs?: string }> = [
   { name: 'ingest', args: [] },
-  { name: 'edes-acdc', args: [acdc, '--pairs'], needs: acdc },
+  { name: 'edes-acdc', args: [`${acdc}/patient090`, '--pairs'], needs: acdc },
   { name: 'inference', args: [] },
   { name: 'e2e', args: [] },
 ];
