@@ -7,7 +7,7 @@ import codecs from 'dcmjs-codecs';
 import { SopClass, TransferSyntax } from '../dicom/uids.js';
 import type { PhantomModel } from './anatomy.js';
 import { writePart10 } from './part10.js';
-import { uidFromName } from './uid.js';
+import { uidFromName } from '../dicom/uid.js';
 
 const { NativeCodecs, Transcoder } = codecs;
 

@@ -28,12 +28,12 @@ import {
   type StudyContext,
 } from './dicom.js';
 import { hashSeed } from './prng.js';
-import { uidFromName } from './uid.js';
+import { uidFromName } from '../dicom/uid.js';
 
 export type { Label, Vec3, PhantomSliceImage, HeartParams, Intensities, PhantomModelOptions } from './anatomy.js';
 export { createPhantomModel, PhantomModel, renderPhantomSlice } from './anatomy.js';
 export { PHANTOM_TRANSFER_SYNTAXES, PHANTOM_PATIENT_NAME, PHANTOM_MANUFACTURER } from './dicom.js';
-export { uidFromName } from './uid.js';
+export { uidFromName } from '../dicom/uid.js';
 
 export type PhantomLayout = 'single-series' | 'series-per-slice';
 export const PHANTOM_LAYOUTS: readonly PhantomLayout[] = ['single-series', 'series-per-slice'];

@@ -4,7 +4,7 @@
  * dcmjs encodes every string as UTF-8, which is why every object we write declares ISO_IR 192.
  */
 import dcmjs from 'dcmjs';
-import { uidFromName } from '../phantom/uid.js';
+import { uidFromName } from '../dicom/uid.js';
 import { SrInputError } from './errors.js';
 
 const { DicomDict, DicomMetaDictionary, DicomMessage } = dcmjs.data;

@@ -7,7 +7,7 @@
  * writes the same UIDs and Orthanc answers `AlreadyStored` instead of creating a duplicate; a different
  * model (sha256) or a different stack gives different UIDs.
  */
-import { uidFromName } from '../phantom/uid.js';
+import { uidFromName } from '../dicom/uid.js';
 
 /** Kinds of output series, one Series Instance UID each. */
 export type OutputSeriesKind = 'sr' | 'kos' | 'sc-slice-ED' | 'sc-slice-ES' | 'sc-montage';

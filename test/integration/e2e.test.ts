@@ -12,6 +12,7 @@ import { writePhantomStudy, type PhantomTruth } from '../../src/phantom/index.js
 import { createRedis } from '../../src/queue/redis.js';
 import { storescu } from '../helpers/dcmtk.js';
 import { startOrthanc, type OrthancHandle } from '../helpers/orthanc.js';
+import { until } from '../helpers/wait.js';
 
 /**
  * End to end with real peers: storescu → our SCP → classification with the shipped model → SR, SCs and KOS
@@ -21,15 +22,6 @@ const MODEL_DIR = resolve(process.env.SAX_RANGE_TEST_MODEL ?? 'models/default');
 const logger = createLogger('test', process.env.LOG_LEVEL ?? 'warn');
 let root: string;
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 90_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 function config(orthanc: OrthancHandle, overrides: Partial<Config> = {}): Config {
   return loadConfig({
@@ -109,7 +101,7 @@ describe('end to end: storescu → sax-range → Orthanc', () => {
     try {
       const sent = await storescu({ port: service.dicomPort!, calledAE: c.aeTitle }, paths);
       expect(sent.code, sent.output).toBe(0);
-      const [result] = await until('the result document', () => resultsOf(service, truth.studyInstanceUID));
+      const [result] = await until('the result document', () => resultsOf(service, truth.studyInstanceUID), 120_000);
       for (const p of ['ED', 'ES'] as const) {
         const ph = result!.phases[p];
         expect(ph.phaseIndex).toBe(p === 'ED' ? truth.ed : truth.es);

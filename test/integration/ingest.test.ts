@@ -13,6 +13,7 @@ import { createRedis } from '../../src/queue/redis.js';
 import { storescu } from '../helpers/dcmtk.js';
 import { writeUntrainedModelDir } from '../helpers/model.js';
 import { startOrthanc, type OrthancHandle } from '../helpers/orthanc.js';
+import { until } from '../helpers/wait.js';
 
 const logger = createLogger('test', process.env.LOG_LEVEL ?? 'warn');
 let root: string;
@@ -36,15 +37,6 @@ function testConfig(overrides: Partial<Config> = {}): Config {
   });
 }
 
-async function until<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 /** The classify jobs the service queued (any state). */
 async function jobsOf(service: Service) {

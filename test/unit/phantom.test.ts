@@ -12,7 +12,7 @@ import {
   type PhantomTruth,
 } from '../../src/phantom/index.js';
 import { toPixels12 } from '../../src/phantom/dicom.js';
-import { uuidV5Bytes } from '../../src/phantom/uid.js';
+import { uuidV5Bytes } from '../../src/dicom/uid.js';
 import { TransferSyntax } from '../../src/dicom/uids.js';
 
 const { DicomMessage, DicomMetaDictionary } = dcmjs.data;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import dcmjs from 'dcmjs';
 import codecs from 'dcmjs-codecs';
-import { decodeFrame, decodeFrames, initCodecs, PixelDataError } from '../../src/dicom/pixels.js';
+import { decodeFrame, decodeFrameFast, decodeFrames, initCodecs, PixelDataError, type DecodedFrame } from '../../src/dicom/pixels.js';
 import { SopClass, TransferSyntax } from '../../src/dicom/uids.js';
 
 const { DicomDict, DicomMetaDictionary, DicomMessage } = dcmjs.data;
@@ -200,5 +200,79 @@ describe('decodeFrame: compressed transfer syntaxes (round trip through dcmjs-co
     const f = await decodeFrame(enc);
     const err = Math.max(...Array.from(f.data).map((v, i) => Math.abs(v - samples[i]!)));
     expect(err).toBeLessThanOrEqual(10);
+  });
+});
+
+describe('fast path (native little endian, straight from the bytes) = dcmjs path, bit for bit', () => {
+  const bitsOf = (f: DecodedFrame) => Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength);
+
+  /** decodeFrameFast is taken for every frame and equals decodeFrame through dcmjs; so do decodeFrame(s). */
+  async function expectBothPaths(bytes: Uint8Array, frames = 1): Promise<void> {
+    const slowAll = await decodeFrames(bytes, { fastPath: false });
+    const fastAll = await decodeFrames(bytes);
+    expect(fastAll).toHaveLength(frames);
+    for (let f = 0; f < frames; f++) {
+      const fast = decodeFrameFast(bytes, f);
+      expect(fast, `frame ${f}`).toBeDefined();
+      const slow = await decodeFrame(bytes, f, { fastPath: false });
+      expect([fast!.rows, fast!.columns]).toEqual([slow.rows, slow.columns]);
+      expect(bitsOf(fast!).equals(bitsOf(slow))).toBe(true);
+      expect(bitsOf(await decodeFrame(bytes, f)).equals(bitsOf(slow))).toBe(true);
+      expect(bitsOf(fastAll[f]!).equals(bitsOf(slowAll[f]!))).toBe(true);
+    }
+    expect(decodeFrameFast(bytes, frames)).toBeUndefined();
+    expect(decodeFrameFast(bytes, -1)).toBeUndefined();
+    expect(decodeFrameFast(bytes, 0.5)).toBeUndefined();
+  }
+
+  // The native cases above, replayed through both paths.
+  const cases: Array<[string, BuildOpts, number?]> = [
+    ['unsigned 16-bit, slope 2, intercept -100', { slope: 2, intercept: -100 }],
+    ['signed 16-bit, Implicit VR LE', { signed: true, transferSyntax: TransferSyntax.ImplicitVRLittleEndian }],
+    ['unsigned 8-bit', { bitsAllocated: 8, samples: [0, 1, 127, 128, 255, 7], rows: 2, columns: 3 }],
+    ['signed 8-bit', { bitsAllocated: 8, signed: true, samples: [0, 1, 127, -128, -1, -7], rows: 2, columns: 3 }],
+    ['BitsStored 12 unsigned (masked)', { bitsStored: 12, samples: [0xf123, 0x0fff, 0x1000, 5], rows: 2, columns: 2 }],
+    ['BitsStored 12 signed (sign-extended)', { bitsStored: 12, signed: true, samples: [0x0fff, 0x0800, 0x07ff, 0xffff], rows: 2, columns: 2 }],
+    ['3 frames, slope 0.5', { frames: 3, slope: 0.5 }, 3],
+    ['intercept 10', { intercept: 10 }],
+    // More of the same kind.
+    ['fractional rescale (float32 rounding)', { slope: 0.37, intercept: -1024.3, bitsStored: 12, samples: [...Array(20).keys()].map((i) => i * 211) }],
+    ['signed 8-bit, BitsStored 6, Implicit VR LE', { bitsAllocated: 8, bitsStored: 6, signed: true, samples: [0, 31, 32, 63, 64, -1], rows: 2, columns: 3, transferSyntax: TransferSyntax.ImplicitVRLittleEndian }],
+    ['unsigned 8-bit, BitsStored 7, 2 frames', { bitsAllocated: 8, bitsStored: 7, frames: 2, samples: [...Array(40).keys()].map((i) => i * 7) }, 2],
+    ['signed 16-bit, full range, slope -1', { signed: true, slope: -1, samples: [-32768, 32767, -1, 0, 1, ...Array(15).fill(12345)] }],
+  ];
+  for (const [name, opts, frames] of cases) {
+    it(name, async () => {
+      await expectBothPaths(buildDicom(opts).bytes, frames ?? 1);
+    });
+  }
+
+  it('a buffer at an odd byte offset (16-bit samples copied rather than viewed)', async () => {
+    const { bytes } = buildDicom({ frames: 2, signed: true, bitsStored: 12, slope: 1.5 });
+    const backing = new Uint8Array(bytes.length + 1);
+    backing.set(bytes, 1);
+    const odd = backing.subarray(1);
+    expect(odd.byteOffset % 2).toBe(1);
+    await expectBothPaths(odd, 2);
+    expect(bitsOf(decodeFrameFast(odd, 1)!).equals(bitsOf(decodeFrameFast(bytes, 1)!))).toBe(true);
+  });
+
+  it('an ArrayBuffer and a path decode the same as bytes', async () => {
+    const { bytes } = buildDicom({ intercept: 3 });
+    const ab = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+    const path = join(tmp, 'fast.dcm');
+    writeFileSync(path, bytes);
+    const ref = bitsOf(await decodeFrame(bytes, 0, { fastPath: false }));
+    expect(bitsOf(decodeFrameFast(ab)!).equals(ref)).toBe(true);
+    expect(bitsOf(await decodeFrame(path)).equals(ref)).toBe(true);
+  });
+
+  it('declines what the dcmjs path handles or rejects: compressed, errors, Big Endian, not DICOM', async () => {
+    const { bytes } = buildDicom({ rows: 8, columns: 8, samples: [...Array(64).keys()] });
+    expect(decodeFrameFast(await transcode(bytes, TransferSyntax.RleLossless))).toBeUndefined();
+    expect(decodeFrameFast(buildDicom({ noPixelData: true }).bytes)).toBeUndefined();
+    expect(decodeFrameFast(buildDicom({ frames: 2, truncateTo: 60 }).bytes)).toBeUndefined();
+    expect(decodeFrameFast(buildDicom({ transferSyntax: '1.2.840.10008.1.2.2' }).bytes)).toBeUndefined();
+    expect(decodeFrameFast(new Uint8Array(300))).toBeUndefined();
   });
 });
