@@ -20,8 +20,8 @@ export interface OrthancHandle {
  * TCP_NODELAY=1 in its environment: Orthanc's DCMTK only disables Nagle when it is set.
  */
 export async function startOrthanc(dir: string, extra: Record<string, unknown> = {}): Promise<OrthancHandle> {
-  const httpPort = await freePort();
-  const dicomPort = await freePort();
+  const httpPort = typeof extra.HttpPort === 'number' ? extra.HttpPort : await freePort();
+  const dicomPort = typeof extra.DicomPort === 'number' ? extra.DicomPort : await freePort();
   const db = join(dir, 'db');
   await mkdir(db, { recursive: true });
   const auth = { username: 'ci', password: 'ci-secret' };

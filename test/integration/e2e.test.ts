@@ -171,3 +171,42 @@ describe('end to end: storescu → sax-range → Orthanc', () => {
     }
   });
 });
+
+describe('the full loop with Orthanc as the only PACS', () => {
+  it('storescu → Orthanc → Lua OnStableSeries → sax-range → results back in the same Orthanc study', async () => {
+    const { truth, paths } = await writePhantomStudy(join(root, 'phantom-loop'), { seed: 23, slices: 8, phases: 20, layout: 'series-per-slice' });
+    // sax-range first (its DICOM port goes into Orthanc's config), exporting to an Orthanc started next.
+    let orthanc: OrthancHandle | undefined;
+    const dir = join(root, 'orthanc-loop');
+    const { freePort } = await import('../helpers/dcmtk.js');
+    const httpPort = await freePort();
+    const c = config({ url: `http://127.0.0.1:${httpPort}`, auth: { username: 'ci', password: 'ci-secret' } } as OrthancHandle, { stableSeconds: 2 });
+    const service = await startService(c, logger);
+    try {
+      orthanc = await startOrthanc(dir, {
+        HttpPort: httpPort,
+        LuaScripts: [resolve('config/orthanc/autoroute.lua')],
+        DicomModalities: { saxrange: { AET: c.aeTitle, Host: '127.0.0.1', Port: service.dicomPort } },
+        StableAge: 1,
+      });
+      const sent = await storescu({ port: orthanc.dicomPort, calledAE: 'ORTHANC' }, paths);
+      expect(sent.code, sent.output).toBe(0);
+      const got = await until(
+        'the results back in Orthanc',
+        async () => {
+          const x = await orthancInstances(orthanc!, truth.studyInstanceUID);
+          return (x.byModality.OT?.length ?? 0) === 8 * 2 + 2 && x.byModality.SR?.length === 1 && x.byModality.KO?.length === 2 ? x : undefined;
+        },
+        150_000,
+      );
+      expect(got.byModality.MR).toHaveLength(8 * 20);
+      // Orthanc routed only the MR to us: nothing of ours came back to sax-range as input.
+      const state = await service.tracker.get(truth.studyInstanceUID);
+      expect(state?.instancesReceived).toBe(8 * 20);
+    } finally {
+      await service.close();
+      await cleanup(c);
+      await orthanc?.stop();
+    }
+  });
+});
