@@ -1,5 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import dcmjs from 'dcmjs';
+import { MalformedDataset, NeedMoreData, scanFileMeta, scanHeader } from './header-scan.js';
+import { ACCEPTED_TRANSFER_SYNTAXES, TransferSyntax } from './uids.js';
 
 const { DicomMessage, DicomMetaDictionary } = dcmjs.data;
 
@@ -162,8 +164,94 @@ export function metaFromDataset(
   return [base];
 }
 
-/** Reads the header of a spooled file and returns its per-frame metadata. */
-export async function readInstanceMeta(path: string): Promise<InstanceMeta[]> {
+/**
+ * InstanceMeta from a Part 10 file of which `buffer` holds the first bytes (`fileSize` in all), through the
+ * tag walker (src/dicom/header-scan.ts); undefined where the walker might not give exactly what dcmjs gives
+ * (functional groups, unusual text or values, a transfer syntax it does not walk, anything malformed).
+ * Throws NeedMoreData when the header runs beyond `buffer`, InvalidInstanceError as metaFromDataset does.
+ */
+function fastMeta(buffer: Uint8Array, fileSize: number, path: string): InstanceMeta[] | undefined {
+  const fm = scanFileMeta(buffer);
+  if (!fm) return undefined;
+  const ts = fm.transferSyntaxUID;
+  // The accepted syntaxes all encode the dataset in Implicit or Explicit VR LE (dcmjs reads the compressed
+  // ones as Explicit VR LE too); Big Endian, Deflated and anything unknown go to dcmjs.
+  if (!ACCEPTED_TRANSFER_SYNTAXES.includes(ts)) return undefined;
+  const ds = Buffer.from(buffer.buffer, buffer.byteOffset + fm.datasetOffset, buffer.byteLength - fm.datasetOffset);
+  let scan;
+  try {
+    scan = scanHeader(ds, ts !== TransferSyntax.ImplicitVRLittleEndian, fileSize - fm.datasetOffset);
+  } catch (err) {
+    if (err instanceof MalformedDataset) return undefined;
+    throw err;
+  }
+  if (scan.functionalGroups || scan.needsFullParse || scan.irregular.length > 0) return undefined;
+  return metaFromDataset(scan.dataset, { TransferSyntaxUID: ts }, path);
+}
+
+/**
+ * The per-frame metadata of a whole Part 10 file in memory, through the tag walker; undefined where the
+ * file needs dcmjs (Enhanced MR functional groups, unusual values, transfer syntaxes other than the
+ * accepted ones, malformed data). Where it returns, the result deep-equals
+ * `metaFromDataset(parseHeader(buffer).dataset, parseHeader(buffer).meta, path)`, errors included.
+ */
+export function parseHeaderFast(buffer: Uint8Array, path = ''): InstanceMeta[] | undefined {
+  return fastMeta(buffer, buffer.byteLength, path);
+}
+
+/** The per-frame metadata of a Part 10 file in memory: the tag walker, else dcmjs. */
+export function instanceMetaFromBuffer(buffer: Uint8Array, path: string): InstanceMeta[] {
+  const fast = parseHeaderFast(buffer, path);
+  if (fast) return fast;
+  const { meta, dataset } = parseHeader(buffer);
+  return metaFromDataset(dataset, meta, path);
+}
+
+/** Bytes read first by readInstanceMeta: the header of a cine MR instance is a few kB, rarely over 64 kB. */
+const HEAD_BYTES = 64 * 1024;
+
+export interface ReadMetaOptions {
+  /** false: always parse with dcmjs (benchmarks and tests). Default true. */
+  fastPath?: boolean;
+}
+
+/**
+ * Reads the header of a spooled file and returns its per-frame metadata. The tag walker reads the first
+ * 64 kB (more when the header is longer); files it leaves to dcmjs are read whole and parsed as before.
+ */
+export async function readInstanceMeta(path: string, opts: ReadMetaOptions = {}): Promise<InstanceMeta[]> {
+  if (opts.fastPath !== false) {
+    const fh = await open(path, 'r');
+    let size: number;
+    let head: Buffer;
+    try {
+      size = (await fh.stat()).size;
+      head = Buffer.allocUnsafe(Math.min(size, HEAD_BYTES));
+      let got = 0;
+      while (got < head.length) {
+        const { bytesRead } = await fh.read(head, got, head.length - got, got);
+        if (bytesRead === 0) break;
+        got += bytesRead;
+      }
+      head = head.subarray(0, got);
+    } finally {
+      await fh.close();
+    }
+    let needMore = false;
+    try {
+      const fast = fastMeta(head, size, path);
+      if (fast) return fast;
+    } catch (err) {
+      if (!(err instanceof NeedMoreData)) throw err;
+      needMore = true;
+    }
+    const whole = head.length === size ? head : await readFile(path);
+    // A header longer than the first read: the walker again, on the whole file.
+    const fast = needMore ? parseHeaderFast(whole, path) : undefined;
+    if (fast) return fast;
+    const { meta, dataset } = parseHeader(whole);
+    return metaFromDataset(dataset, meta, path);
+  }
   const buf = await readFile(path);
   const { meta, dataset } = parseHeader(buf);
   return metaFromDataset(dataset, meta, path);

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import dcmjs from 'dcmjs';
 import codecs from 'dcmjs-codecs';
+import { MalformedDataset, NeedMoreData, scanFileMeta, scanHeader } from './header-scan.js';
 import { ACCEPTED_TRANSFER_SYNTAXES, TransferSyntax, UNCOMPRESSED_TRANSFER_SYNTAXES } from './uids.js';
 
 const { DicomMessage, DicomMetaDictionary } = dcmjs.data;
@@ -245,11 +246,143 @@ function decodeOne(pm: PixelModule, frame: number, rescale: Rescale): DecodedFra
   return { rows, columns, data: out };
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Fast path: native little-endian pixels straight from the file's bytes (the tag walker finds Pixel Data).
+// ---------------------------------------------------------------------------------------------------------
+
+/** What the fast path needs of a native file: the pixel module, the rescale and where the pixels are. */
+interface NativePixels {
+  bytes: Uint8Array;
+  /** Offset of the Pixel Data value in `bytes`. */
+  offset: number;
+  rows: number;
+  columns: number;
+  frames: number;
+  bitsAllocated: 8 | 16;
+  bitsStored: number;
+  signed: boolean;
+  rescale: Rescale;
+}
+
+function positiveInt(v: number | undefined): v is number {
+  return v !== undefined && Number.isInteger(v) && v > 0;
+}
+
+/**
+ * The pixel module of a Part 10 file in Explicit/Implicit VR Little Endian, read with the tag walker, when
+ * decoding from it gives exactly what the dcmjs path gives: one sample per pixel, 8 or 16 bits allocated,
+ * Pixel Data (OB/OW, defined length) last in the file and long enough, no functional groups (per-frame
+ * rescale), nothing that dcmjs would read otherwise. Undefined for anything else, errors included: the dcmjs
+ * path then decodes (or says what is wrong) as before.
+ */
+function nativePixels(bytes: Uint8Array): NativePixels | undefined {
+  const fm = scanFileMeta(bytes);
+  if (!fm || !UNCOMPRESSED_TRANSFER_SYNTAXES.includes(fm.transferSyntaxUID)) return undefined;
+  const dsOffset = fm.datasetOffset;
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset + dsOffset, bytes.byteLength - dsOffset);
+  let scan;
+  try {
+    scan = scanHeader(buf, fm.transferSyntaxUID !== TransferSyntax.ImplicitVRLittleEndian);
+  } catch (err) {
+    if (err instanceof MalformedDataset || err instanceof NeedMoreData) return undefined;
+    throw err;
+  }
+  // needsFullParse is about text the walker does not decode: irrelevant to the pixels.
+  if (scan.functionalGroups || scan.irregular.length > 0) return undefined;
+  const px = scan.pixelData;
+  if (!px || px.length === undefined || (px.vr !== 'OB' && px.vr !== 'OW')) return undefined;
+  // Anything after Pixel Data (trailing padding, a truncated value) is left to dcmjs, which reads it all.
+  if (px.valueOffset + px.length !== buf.length) return undefined;
+  const ds = scan.dataset;
+  const rows = num(ds.Rows);
+  const columns = num(ds.Columns);
+  const frames = Math.max(1, num(ds.NumberOfFrames) ?? 1);
+  if (!positiveInt(rows) || !positiveInt(columns) || !Number.isInteger(frames)) return undefined;
+  if ((num(ds.SamplesPerPixel) ?? 1) !== 1) return undefined;
+  const bitsAllocated = num(ds.BitsAllocated) ?? 16;
+  if (bitsAllocated !== 8 && bitsAllocated !== 16) return undefined;
+  const bitsStored = Math.min(bitsAllocated, num(ds.BitsStored) ?? bitsAllocated);
+  if (!positiveInt(bitsStored)) return undefined;
+  if (px.length < rows * columns * frames * (bitsAllocated / 8)) return undefined;
+  return {
+    bytes,
+    offset: dsOffset + px.valueOffset,
+    rows,
+    columns,
+    frames,
+    bitsAllocated,
+    bitsStored,
+    signed: num(ds.PixelRepresentation) === 1,
+    rescale: { slope: num(ds.RescaleSlope) ?? 1, intercept: num(ds.RescaleIntercept) ?? 0 },
+  };
+}
+
+/** One frame of native pixels: the same arithmetic as decodeOne, on a view of the file's bytes. */
+function decodeNative(np: NativePixels, frame: number): DecodedFrame {
+  const { rows, columns, bitsAllocated, bitsStored, signed } = np;
+  const n = rows * columns;
+  const bpp = bitsAllocated / 8;
+  const start = np.bytes.byteOffset + np.offset + frame * n * bpp;
+  let samples: Uint8Array | Int8Array | Uint16Array | Int16Array;
+  if (bitsAllocated === 8) {
+    samples = signed ? new Int8Array(np.bytes.buffer, start, n) : new Uint8Array(np.bytes.buffer, start, n);
+  } else {
+    // A 16-bit view needs an even offset; copy the frame otherwise.
+    const aligned = start % 2 === 0 ? np.bytes.buffer : np.bytes.buffer.slice(start, start + 2 * n);
+    const at = start % 2 === 0 ? start : 0;
+    samples = signed ? new Int16Array(aligned, at, n) : new Uint16Array(aligned, at, n);
+  }
+  const out = new Float32Array(n);
+  const { slope, intercept } = np.rescale;
+  if (bitsStored >= bitsAllocated) {
+    for (let i = 0; i < n; i++) out[i] = samples[i]! * slope + intercept;
+  } else if (signed) {
+    // Sign-extend from BitsStored.
+    const sh = 32 - bitsStored;
+    for (let i = 0; i < n; i++) out[i] = ((samples[i]! << sh) >> sh) * slope + intercept;
+  } else {
+    // Mask the bits above BitsStored.
+    const mask = 2 ** bitsStored - 1;
+    for (let i = 0; i < n; i++) out[i] = ((samples[i]! & mask) >>> 0) * slope + intercept;
+  }
+  return { rows, columns, data: out };
+}
+
+/**
+ * The fast path alone: one frame of a native little-endian Part 10 file, decoded from its bytes; undefined
+ * where the file (or the frame number) is left to the dcmjs path. Where it returns, the frame is bit-identical
+ * to the dcmjs path's.
+ */
+export function decodeFrameFast(bytes: Uint8Array | ArrayBuffer, frame = 0): DecodedFrame | undefined {
+  const np = nativePixels(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes));
+  if (!np || !Number.isInteger(frame) || frame < 0 || frame >= np.frames) return undefined;
+  return decodeNative(np, frame);
+}
+
+export interface DecodeOptions {
+  /** false: always decode through dcmjs (benchmarks and tests). Default true. */
+  fastPath?: boolean;
+}
+
+async function sourceBytes(src: PixelSource): Promise<Uint8Array> {
+  if (typeof src === 'string') return readFile(src);
+  return src instanceof Uint8Array ? src : new Uint8Array(src);
+}
+
 /**
  * Decodes one frame (0-based; default 0) of a Part 10 file in any accepted transfer syntax to Float32
  * modality values. Throws PixelDataError when the pixel data is missing, truncated or unsupported.
+ * Native little-endian files are decoded straight from their bytes (decodeFrameFast); the others, and
+ * anything unusual, through dcmjs (and dcmjs-codecs for compressed syntaxes).
  */
-export async function decodeFrame(src: PixelSource, frame = 0): Promise<DecodedFrame> {
+export async function decodeFrame(src: PixelSource, frame = 0, opts: DecodeOptions = {}): Promise<DecodedFrame> {
+  if (opts.fastPath !== false) {
+    const bytes = await sourceBytes(src);
+    const fast = decodeFrameFast(bytes, frame);
+    if (fast) return fast;
+    // The file is read once: the dcmjs path takes these bytes (an ArrayBuffer source as given).
+    if (typeof src === 'string') src = bytes;
+  }
   const ds = await nativeDataset(src);
   const pm = pixelModule(ds);
   if (!Number.isInteger(frame) || frame < 0 || frame >= pm.frames) {
@@ -259,7 +392,14 @@ export async function decodeFrame(src: PixelSource, frame = 0): Promise<DecodedF
 }
 
 /** Decodes every frame of a Part 10 file (one transcode for a compressed multi-frame instance). */
-export async function decodeFrames(src: PixelSource): Promise<DecodedFrame[]> {
+export async function decodeFrames(src: PixelSource, opts: DecodeOptions = {}): Promise<DecodedFrame[]> {
+  if (opts.fastPath !== false) {
+    const bytes = await sourceBytes(src);
+    const np = nativePixels(bytes);
+    if (np) return Array.from({ length: np.frames }, (_, f) => decodeNative(np, f));
+    // The file is read once: the dcmjs path takes these bytes (an ArrayBuffer source as given).
+    if (typeof src === 'string') src = bytes;
+  }
   const ds = await nativeDataset(src);
   const pm = pixelModule(ds);
   const out: DecodedFrame[] = [];

@@ -489,7 +489,7 @@ export class DicomReceiver {
   /** InstanceMeta from the scan, or through dcmjs when the header needs a full parse (functional groups…). */
   private async metas(job: StoreJob, scan: HeaderScan, ts: string, finalPath: string): Promise<InstanceMeta[]> {
     const fileMeta = { TransferSyntaxUID: ts };
-    if (!scan.functionalGroups && !scan.needsFullParse) return metaFromDataset(scan.dataset, fileMeta, finalPath);
+    if (!scan.functionalGroups && !scan.needsFullParse && scan.irregular.length === 0) return metaFromDataset(scan.dataset, fileMeta, finalPath);
     const end = job.headerLength + scan.pixelData!.tagOffset;
     if (end > MAX_HEADER_READ) fail(StoreStatus.cannotUnderstand, 'header too long');
     const prefix = await job.readFile(0, end);

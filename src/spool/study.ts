@@ -13,16 +13,23 @@ export interface StudyFiles {
 /** Reads the headers of every spooled instance of a study. */
 export async function readStudyMetas(spool: Spool, studyUID: string): Promise<StudyFiles> {
   const paths = await spool.listInstances(studyUID);
-  const metas: InstanceMeta[] = [];
   const unreadable: StudyFiles['unreadable'] = [];
-  for (const p of paths) {
-    try {
-      metas.push(...(await readInstanceMeta(p)));
-    } catch (err) {
-      unreadable.push({ path: p, error: (err as Error).message });
+  // A few reads in flight at once hide most of the file-system latency; order is kept.
+  const perFile: InstanceMeta[][] = new Array(paths.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) {
+      const i = next++;
+      try {
+        perFile[i] = await readInstanceMeta(paths[i]!);
+      } catch (err) {
+        perFile[i] = [];
+        unreadable.push({ path: paths[i]!, error: (err as Error).message });
+      }
     }
-  }
-  return { metas, unreadable, instanceCount: paths.length };
+  };
+  await Promise.all(Array.from({ length: Math.min(8, paths.length) }, worker));
+  return { metas: perFile.flat(), unreadable, instanceCount: paths.length };
 }
 
 export interface DoneMarker {

@@ -124,14 +124,14 @@ describe('DICOM SCP (storescu, echoscu, raw SCU)', () => {
     expect(stored.filter((p) => p.includes('2.25.90002.1.2')).length).toBe(files.length);
     for (const f of files) {
       const orig = await readFile(f);
-      const [src] = await readInstanceMeta(f);
+      const [src] = await readInstanceMeta(f, { fastPath: false });
       const uid = src.sopInstanceUID;
       const path = rx.spool.instancePath(src.studyInstanceUID, src.seriesInstanceUID, uid);
       const copy = await readFile(path);
       expect(copy.toString('latin1', 128, 132)).toBe('DICM');
       expect(datasetOf(copy).equals(datasetOf(orig))).toBe(true);
       // What onStored got (own header walker) is what dcmjs reads from the stored file.
-      const fromDcmjs = await readInstanceMeta(path);
+      const fromDcmjs = await readInstanceMeta(path, { fastPath: false });
       expect(rx.seen.filter((m) => m.sopInstanceUID === uid)).toContainEqual(fromDcmjs[0]);
     }
     const dump = await runTool('dcmdump', ['-M', '+P', '0002,0010', '+P', '0002,0013', '+P', '0002,0016', rx.spool.instancePath('2.25.90002.1', '2.25.90002.1.2', '2.25.90002.1.2.1')]);
@@ -147,7 +147,7 @@ describe('DICOM SCP (storescu, echoscu, raw SCU)', () => {
     const r = await storescu(target(), [f], ['-xi']);
     expect(r.code, r.output).toBe(0);
     const path = rx.spool.instancePath(STUDY, SERIES, `${STUDY}.7.1`);
-    const fromDcmjs = await readInstanceMeta(path);
+    const fromDcmjs = await readInstanceMeta(path, { fastPath: false });
     expect(fromDcmjs[0].transferSyntaxUID).toBe(IMPLICIT_LE);
     expect(rx.seen.find((m) => m.sopInstanceUID === `${STUDY}.7.1`)).toEqual(fromDcmjs[0]);
   });
@@ -162,7 +162,7 @@ describe('DICOM SCP (storescu, echoscu, raw SCU)', () => {
     const r = await storescu(target(), [jls], ['-xt']);
     expect(r.code, r.output).toBe(0);
     const path = rx.spool.instancePath(STUDY, SERIES, `${STUDY}.8.1`);
-    const [meta] = await readInstanceMeta(path);
+    const [meta] = await readInstanceMeta(path, { fastPath: false });
     expect(meta.transferSyntaxUID).toBe('1.2.840.10008.1.2.4.80');
     expect(datasetOf(await readFile(path)).equals(datasetOf(await readFile(jls)))).toBe(true);
   });
@@ -185,11 +185,11 @@ describe('DICOM SCP (storescu, echoscu, raw SCU)', () => {
     const r = await storescu(target(), sent, option);
     expect(r.code, r.output).toBe(0);
     for (const f of sent) {
-      const [src] = await readInstanceMeta(f);
+      const [src] = await readInstanceMeta(f, { fastPath: false });
       expect(src.transferSyntaxUID).toBe(ts);
       const path = rx.spool.instancePath(src.studyInstanceUID, src.seriesInstanceUID, src.sopInstanceUID);
       expect(datasetOf(await readFile(path)).equals(datasetOf(await readFile(f)))).toBe(true);
-      const stored = await readInstanceMeta(path);
+      const stored = await readInstanceMeta(path, { fastPath: false });
       expect(stored[0].transferSyntaxUID).toBe(ts);
       expect(rx.seen.filter((m) => m.sopInstanceUID === src.sopInstanceUID).at(-1)).toEqual(stored[0]);
     }
@@ -204,7 +204,7 @@ describe('DICOM SCP (storescu, echoscu, raw SCU)', () => {
     const metas = rx.seen.filter((m) => m.sopInstanceUID === uid);
     expect(metas.map((m) => m.frame)).toEqual([0, 1, 2]);
     expect(metas.map((m) => m.triggerTime)).toEqual([0, 40, 80]);
-    expect(metas).toEqual(await readInstanceMeta(rx.spool.instancePath(STUDY, `${STUDY}.9`, uid)));
+    expect(metas).toEqual(await readInstanceMeta(rx.spool.instancePath(STUDY, `${STUDY}.9`, uid), { fastPath: false }));
   });
 
   it('rejects an unknown calling AE and a wrong called AE; nothing is stored', async () => {
