@@ -114,7 +114,7 @@ describe('end to end: storescu → sax-range → Orthanc', () => {
         'all objects in Orthanc',
         async () => {
           const x = await orthancInstances(orthanc, truth.studyInstanceUID);
-          const n = (x.byModality.SR?.length ?? 0) + (x.byModality.OT?.length ?? 0);
+          const n = (x.byModality.SR?.length ?? 0) + (x.byModality.KO?.length ?? 0) + (x.byModality.OT?.length ?? 0);
           return n >= 1 + 2 + 10 * 2 + 2 ? x : undefined;
         },
         60_000,

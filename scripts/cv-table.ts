@@ -1,0 +1,49 @@
+/**
+ * Markdown tables of cross-validated metrics from a training run's cv-predictions.csv, per data source
+ * (ACDC subjects `patient*`, phantom subjects `phantom-*`) and phase, raw argmax vs range decoding.
+ * Usage: node --import tsx scripts/cv-table.ts RUN_DIR/cv-predictions.csv
+ */
+import { readFileSync } from 'node:fs';
+import type { SliceLabel } from '../src/inference/decode.js';
+import { evaluatePredictions, type StackMetrics, type StackPrediction } from '../src/training/metrics.js';
+
+const file = process.argv[2];
+if (!file) throw new Error('usage: cv-table.ts cv-predictions.csv');
+const [header, ...lines] = readFileSync(file, 'utf8').trim().split('\n');
+const cols = header!.split(',');
+const at = (name: string) => cols.indexOf(name);
+const stacks = new Map<string, { subject: string; phase: string; rows: Array<{ apex: number; probs: number[]; truth: SliceLabel }> }>();
+for (const line of lines) {
+  const f = line.split(',');
+  const key = `${f[at('subject')]}/${f[at('phase')]}`;
+  let s = stacks.get(key);
+  if (!s) stacks.set(key, (s = { subject: f[at('subject')]!, phase: f[at('phase')]!, rows: [] }));
+  s.rows.push({
+    apex: Number(f[at('apex_index')]),
+    probs: [Number(f[at('p_oap')]), Number(f[at('p_in')]), Number(f[at('p_obs')])],
+    truth: f[at('truth')] as SliceLabel,
+  });
+}
+const preds: StackPrediction[] = [...stacks.values()].map((s) => {
+  const rows = s.rows.sort((a, b) => a.apex - b.apex);
+  return { subject: s.subject, phase: s.phase, truth: rows.map((r) => r.truth), probs: rows.map((r) => r.probs) };
+});
+const pct = (x: number) => (100 * x).toFixed(1);
+function rows(name: string, m: StackMetrics | undefined, phase: string): string[] {
+  if (!m) return [];
+  return (['argmax', 'decoded'] as const).map((k) => {
+    const c = m[k];
+    return `| ${name} | ${phase} | ${k === 'argmax' ? 'raw argmax' : 'range decoded'} | ${c.stacks} | ${pct(c.accuracy)} | ${pct(c.balancedAccuracy)} | ${pct(c.softAccuracy)} | ${c.perClass.OAP.precision.toFixed(2)}/${c.perClass.OAP.recall.toFixed(2)}/**${c.perClass.OAP.f1.toFixed(2)}** | ${c.perClass.IN.precision.toFixed(2)}/${c.perClass.IN.recall.toFixed(2)}/**${c.perClass.IN.f1.toFixed(2)}** | ${c.perClass.OBS.precision.toFixed(2)}/${c.perClass.OBS.recall.toFixed(2)}/**${c.perClass.OBS.f1.toFixed(2)}** | ${pct(c.rangeExact)} |`;
+  });
+}
+console.log('| data | phase | labels | stacks | accuracy % | balanced acc % | soft acc % | OAP P/R/F1 | IN P/R/F1 | OBS P/R/F1 | range exact % |');
+console.log('|---|---|---|---|---|---|---|---|---|---|---|');
+for (const [name, filter] of [
+  ['ACDC', (s: StackPrediction) => s.subject.startsWith('patient')],
+  ['phantom', (s: StackPrediction) => s.subject.startsWith('phantom')],
+] as const) {
+  const sub = preds.filter(filter);
+  if (!sub.length) continue;
+  const e = evaluatePredictions(sub);
+  for (const line of [...rows(name, e.ED, 'ED'), ...rows(name, e.ES, 'ES')]) console.log(line);
+}
