@@ -210,3 +210,63 @@ describe('the full loop with Orthanc as the only PACS', () => {
     }
   });
 });
+
+describe('export paths and permanent failures', () => {
+  let orthanc: OrthancHandle;
+  beforeAll(async () => {
+    orthanc = await startOrthanc(join(root, 'orthanc-paths'));
+  });
+  afterAll(async () => {
+    await orthanc?.stop();
+  });
+
+  it('exports by C-STORE (SAX_RANGE_EXPORT=dimse) into Orthanc', async () => {
+    const { truth, paths } = await writePhantomStudy(join(root, 'phantom-dimse'), { seed: 24, slices: 6, phases: 20 });
+    const c = config(orthanc, { export: 'dimse', orthancHost: '127.0.0.1', orthancDicomPort: orthanc.dicomPort, orthancAeTitle: 'ORTHANC' });
+    const service = await startService(c, logger);
+    try {
+      const sent = await storescu({ port: service.dicomPort!, calledAE: c.aeTitle }, paths);
+      expect(sent.code, sent.output).toBe(0);
+      const got = await until(
+        'objects stored by C-STORE',
+        async () => {
+          const x = await orthancInstances(orthanc, truth.studyInstanceUID);
+          return x.byModality.OT?.length === 6 * 2 + 2 && x.byModality.SR?.length === 1 && x.byModality.KO?.length === 2 ? x : undefined;
+        },
+        90_000,
+      );
+      expect(Object.keys(got.byModality).sort()).toEqual(['KO', 'OT', 'SR']);
+      const [job] = await service.exportQueue.getJobs(['completed']);
+      expect(job?.returnvalue).toMatchObject({ sent: 1 + 6 * 2 + 2 + 2, target: `ORTHANC@127.0.0.1:${orthanc.dicomPort}` });
+    } finally {
+      await service.close();
+      await cleanup(c);
+    }
+  });
+
+  it('a permanent export failure (wrong password) is not retried and keeps its error, visible in the API', async () => {
+    const { truth, paths } = await writePhantomStudy(join(root, 'phantom-auth'), { seed: 25, slices: 6, phases: 20 });
+    const c = config(orthanc, { orthancPassword: 'wrong' });
+    const service = await startService(c, logger);
+    try {
+      const sent = await storescu({ port: service.dicomPort!, calledAE: c.aeTitle }, paths);
+      expect(sent.code, sent.output).toBe(0);
+      const failed = await until('the failed export job', async () => {
+        const [j] = await service.exportQueue.getJobs(['failed']);
+        return j;
+      });
+      expect(failed.attemptsMade).toBe(1);
+      expect(failed.failedReason).toMatch(/401|auth/i);
+      const study = (await (await fetch(`http://127.0.0.1:${service.httpPort}/api/studies/${truth.studyInstanceUID}`)).json()) as any;
+      const exportJob = study.jobs.find((j: any) => j.queue === 'export');
+      expect(exportJob).toMatchObject({ state: 'failed', attempts: 1 });
+      expect(exportJob.error).toMatch(/401|auth/i);
+      // The classification itself succeeded and its result is kept.
+      expect(study.results).toHaveLength(1);
+      expect((await orthancInstances(orthanc, truth.studyInstanceUID)).byModality).toEqual({});
+    } finally {
+      await service.close();
+      await cleanup(c);
+    }
+  });
+});
