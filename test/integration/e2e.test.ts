@@ -1,17 +1,16 @@
-import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Config } from '../../src/config.js';
+import type { Config } from '../../src/config.js';
 import type { Result } from '../../src/inference/result.js';
 import { createLogger } from '../../src/log.js';
 import { startService, type Service } from '../../src/main.js';
 import { writePhantomStudy, type PhantomTruth } from '../../src/phantom/index.js';
-import { createRedis } from '../../src/queue/redis.js';
 import { storescu } from '../helpers/dcmtk.js';
 import { startOrthanc, type OrthancHandle } from '../helpers/orthanc.js';
+import { removeServiceKeys, testServiceConfig } from '../helpers/service.js';
 import { until } from '../helpers/wait.js';
 
 /**
@@ -24,33 +23,18 @@ let root: string;
 
 
 function config(orthanc: OrthancHandle, overrides: Partial<Config> = {}): Config {
-  return loadConfig({
-    env: {},
-    overrides: {
-      dataDir: join(root, `data-${randomUUID().slice(0, 8)}`),
-      dicomPort: 0,
-      httpPort: 0,
-      stableSeconds: 1,
-      queuePrefix: `test-${randomUUID()}`,
-      roles: ['scp', 'worker', 'api'],
-      modelDir: MODEL_DIR,
-      backend: 'wasm',
-      export: 'rest',
-      orthancUrl: orthanc.url,
-      orthancUsername: orthanc.auth.username,
-      orthancPassword: orthanc.auth.password,
-      redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-      ...overrides,
-    },
+  return testServiceConfig(root, {
+    roles: ['scp', 'worker', 'api'],
+    modelDir: MODEL_DIR,
+    export: 'rest',
+    orthancUrl: orthanc.url,
+    orthancUsername: orthanc.auth.username,
+    orthancPassword: orthanc.auth.password,
+    ...overrides,
   });
 }
 
-async function cleanup(c: Config) {
-  const redis = createRedis(c.redisUrl);
-  const keys = await redis.keys(`${c.queuePrefix}:*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-}
+const cleanup = removeServiceKeys;
 
 async function resultsOf(service: Service, study: string): Promise<Result[] | undefined> {
   const r = await fetch(`http://127.0.0.1:${service.httpPort}/api/studies/${study}/results`);

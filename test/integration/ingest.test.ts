@@ -3,16 +3,16 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadConfig, type Config } from '../../src/config.js';
+import type { Config } from '../../src/config.js';
 import { createLogger } from '../../src/log.js';
 import { startService, type Service } from '../../src/main.js';
 import type { ClassifyResult } from '../../src/pipeline/classify.js';
 import { writePhantomStudy, type PhantomTruth } from '../../src/phantom/index.js';
 import type { ClassifyJobData } from '../../src/queue/jobs.js';
-import { createRedis } from '../../src/queue/redis.js';
 import { storescu } from '../helpers/dcmtk.js';
 import { writeUntrainedModelDir } from '../helpers/model.js';
 import { startOrthanc, type OrthancHandle } from '../helpers/orthanc.js';
+import { removeServiceKeys, testServiceConfig } from '../helpers/service.js';
 import { until } from '../helpers/wait.js';
 
 const logger = createLogger('test', process.env.LOG_LEVEL ?? 'warn');
@@ -20,21 +20,7 @@ let root: string;
 let modelDir: string;
 
 function testConfig(overrides: Partial<Config> = {}): Config {
-  return loadConfig({
-    env: {},
-    overrides: {
-      dataDir: join(root, `data-${randomUUID().slice(0, 8)}`),
-      dicomPort: 0,
-      httpPort: 0,
-      stableSeconds: 1,
-      queuePrefix: `test-${randomUUID()}`,
-      roles: ['scp', 'api'],
-      modelDir,
-      backend: 'wasm',
-      redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-      ...overrides,
-    },
-  });
+  return testServiceConfig(root, { roles: ['scp', 'api'], modelDir, ...overrides });
 }
 
 
@@ -43,12 +29,7 @@ async function jobsOf(service: Service) {
   return service.classifyQueue.getJobs(['waiting', 'active', 'completed', 'failed', 'delayed', 'prioritized']);
 }
 
-async function cleanup(config: Config) {
-  const redis = createRedis(config.redisUrl);
-  const keys = await redis.keys(`${config.queuePrefix}:*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-}
+const cleanup = removeServiceKeys;
 
 function datasetPart(buf: Buffer): Buffer {
   // Part 10: 128-byte preamble, 'DICM', then group 0002 whose length is in (0002,0000) UL.
