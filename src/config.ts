@@ -46,8 +46,16 @@ export const ConfigSchema = z.object({
   maxPduLength: z.coerce.number().int().min(4096).default(262144),
   /** Concurrency of the classify worker in one process. */
   workerConcurrency: z.coerce.number().int().positive().default(1),
-  /** Inference threads per worker process (worker_threads, one tfjs backend each); 1 = in-process. */
-  inferenceThreads: z.coerce.number().int().positive().default(1),
+  /** Inference threads per worker process (worker_threads, one tfjs backend each); 1 = in-process, 0 = one per core. */
+  inferenceThreads: z.coerce.number().int().min(0).default(0),
+  /** A classify job's lock: a worker that stops renewing it (crashed, killed) loses the job after this long. */
+  jobLockMs: z.coerce.number().int().min(1000).default(30000),
+  /** How often each worker looks for jobs whose lock expired (stalled) and puts them back in the queue. */
+  stalledIntervalMs: z.coerce.number().int().min(500).default(30000),
+  /** Redis Sentinel nodes (`host:port,…`); when set, REDIS_URL is ignored but for its password. */
+  redisSentinels: csv.optional(),
+  /** The master group name the Sentinels watch. */
+  redisSentinelName: z.string().default('mymaster'),
   /** tensorflow.js backend: auto takes tfjs-node when installed, else WebGPU when an adapter exists, else WASM. */
   backend: z.enum(['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
 });
@@ -81,6 +89,10 @@ export const ENV_KEYS: Record<keyof Config, string> = {
   maxPduLength: 'SAX_RANGE_MAX_PDU_LENGTH',
   workerConcurrency: 'SAX_RANGE_WORKER_CONCURRENCY',
   inferenceThreads: 'SAX_RANGE_INFERENCE_THREADS',
+  jobLockMs: 'SAX_RANGE_JOB_LOCK_MS',
+  stalledIntervalMs: 'SAX_RANGE_STALLED_INTERVAL_MS',
+  redisSentinels: 'SAX_RANGE_REDIS_SENTINELS',
+  redisSentinelName: 'SAX_RANGE_REDIS_SENTINEL_NAME',
   backend: 'SAX_RANGE_BACKEND',
 };
 

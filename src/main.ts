@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import type { Server as HttpServer } from 'node:http';
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { createApp } from './api/app.js';
@@ -13,7 +13,7 @@ import { SliceClassifier } from './inference/classifier.js';
 import { ClassifierPool } from './inference/pool.js';
 import { processClassifyJob, type ClassifyResult } from './pipeline/classify.js';
 import { EXPORT_JOB_OPTIONS, exportJobId, QueueName, type ClassifyJobData, type ExportJobData } from './queue/jobs.js';
-import { createRedis } from './queue/redis.js';
+import { createRedis, redisTarget } from './queue/redis.js';
 import { StudyScheduler } from './queue/scheduler.js';
 import { DicomReceiver } from './scp/index.js';
 import { Spool } from './spool/spool.js';
@@ -34,8 +34,9 @@ export interface Service {
 /** Loads the classifier once per worker process: in-process, or a pool of inference threads. */
 async function loadClassifier(config: Config, logger: Logger): Promise<{ classifier: StackClassifier; close: () => Promise<void> }> {
   const modelDir = resolve(config.modelDir);
-  if (config.inferenceThreads > 1) {
-    const pool = await ClassifierPool.create({ modelDir }, { threads: config.inferenceThreads, backend: config.backend });
+  const threads = config.inferenceThreads || availableParallelism();
+  if (threads > 1) {
+    const pool = await ClassifierPool.create({ modelDir }, { threads, backend: config.backend });
     logger.info({ modelDir, threads: pool.threads, backend: pool.backend, model: pool.modelRef }, 'classifier loaded (thread pool)');
     return { classifier: pool, close: () => pool.close() };
   }
@@ -58,7 +59,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   if (roles.has('scp')) await spool.init();
   else await mkdir(spool.studiesDir, { recursive: true });
 
-  const redis = createRedis(config.redisUrl, 'sax-range-main');
+  const redis = createRedis(redisTarget(config), 'sax-range-main');
   const tracker = new SeriesTracker(redis, { prefix: config.queuePrefix, stableMs: config.stableSeconds * 1000 });
   const classifyQueue = new Queue<ClassifyJobData>(QueueName.classify, { connection: redis, prefix: config.queuePrefix });
   const exportQueue = new Queue<ExportJobData>(QueueName.export, { connection: redis, prefix: config.queuePrefix });
@@ -91,7 +92,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       closers.push(closeClassifier);
       modelLoaded = true;
       const exporter = createExporter(config, logger.child({ component: 'export' }));
-      const workerRedis = createRedis(config.redisUrl, 'sax-range-worker');
+      const workerRedis = createRedis(redisTarget(config), 'sax-range-worker');
       const processedBy = { host: hostname(), pid: process.pid };
       const worker = new Worker<ClassifyJobData, ClassifyResult>(
         QueueName.classify,
@@ -110,8 +111,17 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
                 }
               : undefined,
           }),
-        { connection: workerRedis, prefix: config.queuePrefix, concurrency: config.workerConcurrency },
+        {
+          connection: workerRedis,
+          prefix: config.queuePrefix,
+          concurrency: config.workerConcurrency,
+          // A worker that dies mid-job stops renewing its lock; another worker's stall check takes the job back.
+          lockDuration: config.jobLockMs,
+          stalledInterval: config.stalledIntervalMs,
+        },
       );
+      worker.on('stalled', (jobId) => logger.warn({ jobId }, 'classify job stalled (its worker stopped renewing the lock); back in the queue'));
+      worker.on('active', (job) => logger.info({ jobId: job.id, studyInstanceUID: job.data.studyInstanceUID, processedBy }, 'classify job started'));
       worker.on('failed', (job, err) =>
         logger.warn({ jobId: job?.id, studyInstanceUID: job?.data.studyInstanceUID, attempts: job?.attemptsMade, err: err.message }, 'classify job failed'),
       );
@@ -120,9 +130,11 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
         await worker.close();
         workerRedis.disconnect();
       });
+      await worker.waitUntilReady();
+      logger.info({ processedBy, concurrency: config.workerConcurrency, queue: QueueName.classify }, 'classify worker ready');
 
       if (exporter) {
-        const exportRedis = createRedis(config.redisUrl, 'sax-range-export');
+        const exportRedis = createRedis(redisTarget(config), 'sax-range-export');
         const exportWorker = new Worker<ExportJobData, { sent: number; target: string; processedBy: typeof processedBy }>(
           QueueName.export,
           async (job) => {
@@ -136,7 +148,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
               throw err;
             }
           },
-          { connection: exportRedis, prefix: config.queuePrefix, concurrency: 1 },
+          { connection: exportRedis, prefix: config.queuePrefix, concurrency: 1, lockDuration: config.jobLockMs, stalledInterval: config.stalledIntervalMs },
         );
         exportWorker.on('failed', (job, err) =>
           logger.warn({ jobId: job?.id, studyInstanceUID: job?.data.studyInstanceUID, attempts: job?.attemptsMade, err: err.message }, 'export failed'),

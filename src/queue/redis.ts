@@ -1,11 +1,42 @@
-import { Redis } from 'ioredis';
+import { Redis, type RedisOptions } from 'ioredis';
+
+/** Where Redis is: a URL, or Sentinels that name the current master (the URL then only gives the password/db). */
+export interface RedisTarget {
+  url: string;
+  /** `host:port` of each Sentinel. */
+  sentinels?: string[];
+  /** The master group the Sentinels watch. */
+  sentinelName?: string;
+}
+
+/** The Redis target of a service config. */
+export function redisTarget(config: { redisUrl: string; redisSentinels?: string[]; redisSentinelName: string }): RedisTarget {
+  return { url: config.redisUrl, sentinels: config.redisSentinels, sentinelName: config.redisSentinelName };
+}
+
+function hostPort(s: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(s.trim());
+  if (!m) throw new Error(`Redis Sentinel address "${s}" is not host:port`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
 
 /**
- * A Redis connection as BullMQ wants it for workers and blocking calls (maxRetriesPerRequest: null).
- * ioredis also takes Sentinel and Cluster set-ups (see docs/deployment.md).
+ * A Redis connection as BullMQ wants it for workers and blocking calls (maxRetriesPerRequest: null). With
+ * Sentinels, ioredis asks them for the master and follows a failover (docs/deployment.md).
  */
-export function createRedis(url: string, name = 'sax-range'): Redis {
-  return new Redis(url, { maxRetriesPerRequest: null, enableReadyCheck: true, connectionName: name, lazyConnect: false });
+export function createRedis(target: string | RedisTarget, name = 'sax-range'): Redis {
+  const t = typeof target === 'string' ? { url: target } : target;
+  const base: RedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: true, connectionName: name, lazyConnect: false };
+  if (!t.sentinels?.length) return new Redis(t.url, base);
+  const u = new URL(t.url);
+  return new Redis({
+    ...base,
+    sentinels: t.sentinels.map(hostPort),
+    name: t.sentinelName ?? 'mymaster',
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
+    db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : 0,
+  });
 }
 
 export type { Redis };

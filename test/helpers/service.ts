@@ -14,6 +14,7 @@ export function testServiceConfig(root: string, overrides: Partial<Config> = {})
       stableSeconds: 1,
       queuePrefix: `test-${randomUUID()}`,
       backend: 'wasm',
+      inferenceThreads: 1,
       redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       ...overrides,
     },
