@@ -190,6 +190,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
         spoolDir: spool.studiesDir,
         logger: logger.child({ component: 'api' }),
         apiToken: config.apiToken,
+        orthancUrl: config.orthancUrl,
         reprocess: (uid) => tracker.schedule(uid, Date.now(), 0),
       });
       const server: HttpServer = await new Promise((res, rej) => {

@@ -1,5 +1,5 @@
 import { access, constants, readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
@@ -7,7 +7,12 @@ import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../log.js';
+import { Spool } from '../spool/spool.js';
 import type { SeriesTracker } from '../tracker/tracker.js';
+import { createImagesRouter } from './images.js';
+import { publicOrthancUrl } from './orthanc-ids.js';
+import { StudyViews } from './study-view.js';
+import { createPagesRouter } from './web.js';
 
 const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
 
@@ -23,6 +28,8 @@ export interface ApiDeps {
   /** Extra readiness checks (e.g. model loaded): name → ok. */
   readiness?: () => Promise<Record<string, boolean>>;
   reprocess?: (studyInstanceUID: string) => Promise<void>;
+  /** Orthanc base URL: the viewer links to Orthanc Explorer (credentials are never passed on). */
+  orthancUrl?: string;
 }
 
 /** The HTTP API (DESIGN "HTTP API"). Thin: every answer comes from the tracker, the queues or the results folder. */
@@ -53,6 +60,9 @@ export function createApp(deps: ApiDeps): express.Express {
     res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready', checks });
   });
 
+  // The viewer and labeller pages carry no data (src/api/web.ts): open, like /healthz.
+  app.use(createPagesRouter());
+
   if (deps.apiToken) {
     const expected = `Bearer ${deps.apiToken}`;
     app.use((req: Request, res: Response, next: NextFunction) => {
@@ -65,6 +75,9 @@ export function createApp(deps: ApiDeps): express.Express {
   board.setBasePath('/admin/queues');
   createBullBoard({ queues: deps.queues.map((q) => new BullMQAdapter(q)), serverAdapter: board });
   app.use('/admin/queues', board.getRouter());
+
+  const views = new StudyViews({ spool: new Spool(dirname(deps.spoolDir)), resultsDir: deps.resultsDir, orthancUrl: publicOrthancUrl(deps.orthancUrl) });
+  app.use(createImagesRouter({ views, logger: deps.logger, orthancUrl: publicOrthancUrl(deps.orthancUrl) }));
 
   const byName = new Map(deps.queues.map((q) => [q.name, q]));
 
