@@ -15,6 +15,7 @@ export async function sourceSlicePng(frame: Pick<FrameRef, 'path' | 'frame'>): P
   const img = await decodeFrame(frame.path, frame.frame ?? 0);
   const grey = windowTo8bit(img.data, percentileWindow(img.data));
   return sharp(Buffer.from(grey.buffer, grey.byteOffset, grey.byteLength), { raw: { width: img.columns, height: img.rows, channels: 1 } })
+    .toColourspace('b-w')
     .png({ compressionLevel: 6 })
     .toBuffer();
 }
