@@ -5,8 +5,10 @@ import { join, resolve } from 'node:path';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { createApp } from './api/app.js';
 import type { Config } from './config.js';
+import { openDb, type Db } from './db/index.js';
 import type { Logger } from './log.js';
 import { createExporter } from './export/exporter.js';
+import { instrumentExporter } from './metrics.js';
 import { selectBackend } from './inference/backend.js';
 import type { StackClassifier } from './inference/classify-stack.js';
 import { SliceClassifier } from './inference/classifier.js';
@@ -28,6 +30,8 @@ export interface Service {
   tracker: SeriesTracker;
   classifyQueue: Queue<ClassifyJobData>;
   exportQueue: Queue<ExportJobData>;
+  /** Results and labels database (worker and api roles). */
+  db?: Db;
   close(): Promise<void>;
 }
 
@@ -56,6 +60,8 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   const spool = new Spool(join(dataDir, 'spool'));
   const resultsDir = join(dataDir, 'results');
   await mkdir(resultsDir, { recursive: true });
+  // Results and labels (src/db): SQLite in dataDir, or PostgreSQL when DATABASE_URL is set; migrated on open.
+  const db = roles.has('worker') || roles.has('api') ? await openDb({ dataDir, databaseUrl: config.databaseUrl, logger: logger.child({ component: 'db' }) }) : undefined;
   if (roles.has('scp')) await spool.init();
   else await mkdir(spool.studiesDir, { recursive: true });
 
@@ -64,10 +70,12 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   const classifyQueue = new Queue<ClassifyJobData>(QueueName.classify, { connection: redis, prefix: config.queuePrefix });
   const exportQueue = new Queue<ExportJobData>(QueueName.export, { connection: redis, prefix: config.queuePrefix });
   const closers: Array<() => Promise<unknown>> = [];
+  if (db) closers.push(() => db.close()); // first in, so closed last (closers run in reverse)
   let modelLoaded = false;
   const service: Service = {
     spool,
     tracker,
+    db,
     classifyQueue,
     exportQueue,
     close: async () => {
@@ -91,7 +99,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       const { classifier, close: closeClassifier } = await loadClassifier(config, logger);
       closers.push(closeClassifier);
       modelLoaded = true;
-      const exporter = createExporter(config, logger.child({ component: 'export' }));
+      const exporter = instrumentExporter(createExporter(config, logger.child({ component: 'export' })));
       const workerRedis = createRedis(redisTarget(config), 'sax-range-worker');
       const processedBy = { host: hostname(), pid: process.pid };
       const worker = new Worker<ClassifyJobData, ClassifyResult>(
@@ -104,6 +112,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
             processedBy,
             jobId: job.id!,
             classifier,
+            saveResult: async (doc) => void (await db?.saveResult(doc)),
             enqueueExport: exporter
               ? async (data) => {
                   await exportQueue.add('export', data, { ...EXPORT_JOB_OPTIONS, jobId: exportJobId(data.studyInstanceUID, data.stackId, data.epoch) });
@@ -191,6 +200,8 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
         logger: logger.child({ component: 'api' }),
         apiToken: config.apiToken,
         orthancUrl: config.orthancUrl,
+        db,
+        modelDir: resolve(config.modelDir),
         reprocess: (uid) => tracker.schedule(uid, Date.now(), 0),
       });
       const server: HttpServer = await new Promise((res, rej) => {

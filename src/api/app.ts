@@ -1,16 +1,20 @@
-import { access, constants, readdir, readFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { access, constants } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import type { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
+import type { Db } from '../db/index.js';
 import type { Logger } from '../log.js';
 import { Spool } from '../spool/spool.js';
 import type { SeriesTracker } from '../tracker/tracker.js';
+import { createDataRouter } from './data-routes.js';
+import { createDocsRouter } from './docs-routes.js';
 import { createImagesRouter } from './images.js';
 import { publicOrthancUrl } from './orthanc-ids.js';
+import { readStudyResults } from './study-results.js';
 import { StudyViews } from './study-view.js';
 import { createPagesRouter } from './web.js';
 
@@ -28,6 +32,10 @@ export interface ApiDeps {
   /** Extra readiness checks (e.g. model loaded): name → ok. */
   readiness?: () => Promise<Record<string, boolean>>;
   reprocess?: (studyInstanceUID: string) => Promise<void>;
+  /** Results and labels (src/db); absent: no labels routes (503) and the study list comes from the tracker. */
+  db?: Db;
+  /** Folder of the served model: `GET /api/model` returns its card. */
+  modelDir?: string;
   /** Orthanc base URL: the viewer links to Orthanc Explorer (credentials are never passed on). */
   orthancUrl?: string;
 }
@@ -62,6 +70,8 @@ export function createApp(deps: ApiDeps): express.Express {
 
   // The viewer and labeller pages carry no data (src/api/web.ts): open, like /healthz.
   app.use(createPagesRouter());
+  // The OpenAPI description (src/api/openapi.ts): open too, it holds no data.
+  app.use(createDocsRouter());
 
   if (deps.apiToken) {
     const expected = `Bearer ${deps.apiToken}`;
@@ -90,9 +100,8 @@ export function createApp(deps: ApiDeps): express.Express {
     return uid;
   };
 
-  app.get('/api/studies', async (_req, res) => {
-    res.json({ studies: await deps.tracker.studies() });
-  });
+  // Study list, model card, labels, labels.csv, /metrics (src/api/data-routes.ts).
+  app.use(createDataRouter({ tracker: deps.tracker, queues: deps.queues, resultsDir: deps.resultsDir, db: deps.db, modelDir: deps.modelDir, logger: deps.logger }));
 
   app.get('/api/studies/:studyUID', async (req, res) => {
     const uid = studyUid(req, res);
@@ -127,14 +136,14 @@ export function createApp(deps: ApiDeps): express.Express {
       stacks: (assembly.stacks ?? []).map((s) => ({ stackId: s.stackId, slices: s.slices, phases: s.phases, problems: s.problems ?? [] })),
       setAside: assembly.setAside ?? [],
       jobs,
-      results: await readResults(deps.resultsDir, uid),
+      results: await readStudyResults(deps.resultsDir, deps.db, uid),
     });
   });
 
   app.get('/api/studies/:studyUID/results', async (req, res) => {
     const uid = studyUid(req, res);
     if (!uid) return;
-    res.json(await readResults(deps.resultsDir, uid));
+    res.json(await readStudyResults(deps.resultsDir, deps.db, uid));
   });
 
   app.post('/api/studies/:studyUID/reprocess', async (req, res) => {
@@ -148,22 +157,14 @@ export function createApp(deps: ApiDeps): express.Express {
     res.status(202).json({ studyInstanceUID: uid, status: 'scheduled' });
   });
 
-  app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
+  app.use((err: Error & { status?: number; expose?: boolean }, _req: Request, res: Response, _next: NextFunction) => {
+    // Client errors from body parsing (malformed JSON 400, body too large 413) keep their status.
+    if (err.expose && err.status && err.status >= 400 && err.status < 500) {
+      res.status(err.status).json({ error: err.message });
+      return;
+    }
     deps.logger.error({ err }, 'api error');
     res.status(500).json({ error: err.message });
   });
   return app;
-}
-
-async function readResults(resultsDir: string, uid: string): Promise<unknown[]> {
-  const dir = join(resultsDir, uid);
-  let names: string[];
-  try {
-    names = (await readdir(dir)).filter((n) => n.endsWith('.json')).sort();
-  } catch {
-    return [];
-  }
-  const out: unknown[] = [];
-  for (const n of names) out.push(JSON.parse(await readFile(join(dir, n), 'utf8')));
-  return out;
 }

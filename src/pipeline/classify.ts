@@ -4,6 +4,7 @@ import { decodeFrame } from '../dicom/pixels.js';
 import { classifyStack, type StackClassifier } from '../inference/classify-stack.js';
 import { parseResult, type Result } from '../inference/result.js';
 import type { Logger } from '../log.js';
+import { stageDuration } from '../metrics.js';
 import type { ClassifyJobData, ExportJobData } from '../queue/jobs.js';
 import { assembleStacks, chooseEdPhase, chooseEsPhase, midVentricularSlices } from '../stack/index.js';
 import type { CineStack } from '../stack/types.js';
@@ -45,6 +46,8 @@ export interface ClassifyDeps {
   processedBy: { host: string; pid: number };
   jobId: string;
   classifier: StackClassifier;
+  /** Stores the result document of a stack in the database (absent: files only). */
+  saveResult?: (doc: Result) => Promise<void>;
   /** Hands the written objects of a stack to the export queue (absent: no export). */
   enqueueExport?: (data: ExportJobData) => Promise<void>;
 }
@@ -113,6 +116,7 @@ export async function processClassifyJob(data: ClassifyJobData, deps: ClassifyDe
     });
     const resultPath = join(studyResults, `${stack.stackId}.json`);
     await writeFileAtomic(resultPath, JSON.stringify(result, null, 2));
+    await deps.saveResult?.(result);
     if (deps.enqueueExport) {
       await deps.enqueueExport({
         studyInstanceUID: data.studyInstanceUID,
@@ -141,6 +145,7 @@ export async function processClassifyJob(data: ClassifyJobData, deps: ClassifyDe
     });
   }
   timings.totalMs = Math.round(performance.now() - t0);
+  stageDuration.observe({ stage: 'classify' }, timings.totalMs / 1000);
   await writeDoneMarker(deps.spool, data.studyInstanceUID, {
     epoch: data.epoch,
     instanceCount: files.instanceCount,

@@ -1,5 +1,6 @@
 import type { Queue } from 'bullmq';
 import type { Logger } from '../log.js';
+import { observeStageSince } from '../metrics.js';
 import { assembleStacks } from '../stack/index.js';
 import type { Spool } from '../spool/spool.js';
 import { countInstances, readDoneMarker, readStudyMetas } from '../spool/study.js';
@@ -90,6 +91,8 @@ export class StudyScheduler {
     const jobId = classifyJobId(studyInstanceUID, epoch);
     await classifyQueue.add('classify', data, { ...CLASSIFY_JOB_OPTIONS, jobId });
     await tracker.recordJob(studyInstanceUID, jobId, summary);
+    const firstSeen = (await tracker.get(studyInstanceUID))?.firstSeen;
+    if (firstSeen !== undefined) observeStageSince('receive_to_ready', firstSeen);
     logger.info(
       { studyInstanceUID, jobId, stacks: data.stacks.map((s) => `${s.slices}x${s.phases}`), instances: data.instanceCount },
       'study ready: classify job queued',

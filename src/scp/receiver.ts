@@ -26,6 +26,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import dimse from 'dcmjs-dimse';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
+import { associations, instancesReceived } from '../metrics.js';
 import { InvalidInstanceError, metaFromDataset, parseHeader, type InstanceMeta } from '../dicom/meta.js';
 import { ACCEPTED_SOP_CLASSES } from '../dicom/uids.js';
 import type { Spool } from '../spool/spool.js';
@@ -302,6 +303,7 @@ export class DicomReceiver {
     }
     if (rejection) {
       log.warn({ reason: rejection.why }, 'association rejected');
+      associations.inc({ result: 'rejected' });
       scp.sendAssociationReject(rejection.result, rejection.source, rejection.reason);
       // Close once the reject PDU is flushed; the peer normally closes first.
       conn.socket.end();
@@ -314,6 +316,7 @@ export class DicomReceiver {
     this.stats.associations++;
     this.stats.active++;
     log.info({ active: this.stats.active }, 'association accepted');
+    associations.inc({ result: 'accepted' });
   }
 
   /** @internal A C-STORE command arrived and its first data PDV: set up the temp file. */
@@ -349,6 +352,7 @@ export class DicomReceiver {
         if (ok) this.stats.stored++;
         else this.stats.failed++;
         const status = `0x${out.status.toString(16).padStart(4, '0')}`;
+        instancesReceived.inc({ status });
         if (ok) this.log.debug({ callingAE, sopClassUID, sopInstanceUID, status, ms: Math.round(performance.now() - t0) }, 'instance stored');
         else this.log.warn({ callingAE, sopClassUID, sopInstanceUID, status, errorComment: out.comment }, 'C-STORE failed');
         try {
