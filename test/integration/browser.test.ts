@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
+import { readInstanceMeta } from '../../src/dicom/meta.js';
 import type { Result } from '../../src/inference/result.js';
 import { createLogger } from '../../src/log.js';
 import { startService, type Service } from '../../src/main.js';
@@ -181,7 +182,55 @@ describe('slice images and stacks API', () => {
   });
 });
 
+describe('a study in the spool that is not classified', () => {
+  it('lists its stack with the ED/ES slices apex → base and serves its images; no Grad-CAM yet', async () => {
+    // Copied straight into the spool: the tracker never hears of it, so no job classifies it.
+    const other = await writePhantomStudy(join(root, 'unclassified'), { seed: 42, slices: 6, phases: 20 });
+    for (const p of other.paths) {
+      const [m] = await readInstanceMeta(p);
+      const dest = service.spool.instancePath(m!.studyInstanceUID, m!.seriesInstanceUID, m!.sopInstanceUID);
+      await mkdir(dirname(dest), { recursive: true });
+      await copyFile(p, dest);
+    }
+    const uid = other.truth.studyInstanceUID;
+    expect(await getJson(`/api/studies/${uid}/results`)).toEqual([]);
+    type View = { stacks: Array<{ stackId: string; classified: boolean; phases: Record<'ED' | 'ES', { phaseIndex: number; slices: Array<{ index: number; sopInstanceUID: string }> }> }> };
+    const view = await getJson<View>(`/api/studies/${uid}/stacks`);
+    expect(view.stacks).toHaveLength(1);
+    const st = view.stacks[0]!;
+    expect(st.classified).toBe(false);
+    for (const p of ['ED', 'ES'] as const) {
+      expect(st.phases[p].phaseIndex).toBe(p === 'ED' ? other.truth.ed : other.truth.es);
+      expect(st.phases[p].slices.map((x) => x.sopInstanceUID)).toEqual(other.truth.sopInstanceUIDs[p]);
+    }
+    const path = `/api/studies/${uid}/stacks/${st.stackId}/ES/${st.phases.ES.slices[3]!.index}.png`;
+    expect((await get(path)).status).toBe(200);
+    const cam = await get(`${path}?overlay=cam`);
+    expect(cam.status).toBe(404);
+    expect(((await cam.json()) as { error: string }).error).toMatch(/not classified/);
+  });
+});
+
 describe('viewer', () => {
+  it('asks for the token when the page has none, and keeps it for the tab', async () => {
+    const { page, errors } = await newPage();
+    await page.goto(`${base}/`);
+    const dialog = page.locator('#token-dialog[open]');
+    await dialog.waitFor();
+    await page.screenshot({ path: join(ARTIFACTS, 'token-prompt.png') });
+    await dialog.locator('input').fill('wrong-token');
+    await dialog.locator('button[value="ok"]').click();
+    // Refused: asked again.
+    await page.locator('#token-dialog[open]').waitFor();
+    await dialog.locator('input').fill(TOKEN);
+    await dialog.locator('button[value="ok"]').click();
+    await page.locator(`.study-item[data-study="${truth.studyInstanceUID}"]`).waitFor();
+    await page.locator('.tile').first().waitFor();
+    expect(await page.evaluate(() => window.sessionStorage.getItem('sax-range.token'))).toBe(TOKEN);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
   it('shows the labels and IN range of the result JSON for every slice, and switches to the Grad-CAM overlays', async () => {
     const { page, errors } = await newPage();
     await page.goto(`${base}/?study=${truth.studyInstanceUID}&token=${TOKEN}`);
