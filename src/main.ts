@@ -65,7 +65,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   if (roles.has('scp')) await spool.init();
   else await mkdir(spool.studiesDir, { recursive: true });
 
-  const redis = createRedis(redisTarget(config), 'sax-range-main');
+  const redis = createRedis(redisTarget(config), 'sax-range-main', logger);
   const tracker = new SeriesTracker(redis, { prefix: config.queuePrefix, stableMs: config.stableSeconds * 1000 });
   const classifyQueue = new Queue<ClassifyJobData>(QueueName.classify, { connection: redis, prefix: config.queuePrefix });
   const exportQueue = new Queue<ExportJobData>(QueueName.export, { connection: redis, prefix: config.queuePrefix });
@@ -100,7 +100,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       closers.push(closeClassifier);
       modelLoaded = true;
       const exporter = instrumentExporter(createExporter(config, logger.child({ component: 'export' })));
-      const workerRedis = createRedis(redisTarget(config), 'sax-range-worker');
+      const workerRedis = createRedis(redisTarget(config), 'sax-range-worker', logger);
       const processedBy = { host: hostname(), pid: process.pid };
       const worker = new Worker<ClassifyJobData, ClassifyResult>(
         QueueName.classify,
@@ -143,7 +143,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       logger.info({ processedBy, concurrency: config.workerConcurrency, queue: QueueName.classify }, 'classify worker ready');
 
       if (exporter) {
-        const exportRedis = createRedis(redisTarget(config), 'sax-range-export');
+        const exportRedis = createRedis(redisTarget(config), 'sax-range-export', logger);
         const exportWorker = new Worker<ExportJobData, { sent: number; target: string; processedBy: typeof processedBy }>(
           QueueName.export,
           async (job) => {

@@ -1,4 +1,5 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from '../log.js';
 
 /** Where Redis is: a URL, or Sentinels that name the current master (the URL then only gives the password/db). */
 export interface RedisTarget {
@@ -24,8 +25,24 @@ function hostPort(s: string): { host: string; port: number } {
  * A Redis connection as BullMQ wants it for workers and blocking calls (maxRetriesPerRequest: null). With
  * Sentinels, ioredis asks them for the master and follows a failover (docs/deployment.md).
  */
-export function createRedis(target: string | RedisTarget, name = 'sax-range'): Redis {
-  const t = typeof target === 'string' ? { url: target } : target;
+export function createRedis(target: string | RedisTarget, name = 'sax-range', logger?: Logger): Redis {
+  const redis = connect(typeof target === 'string' ? { url: target } : target, name);
+  if (logger) {
+    // ioredis reconnects by itself and queues commands meanwhile; say so once per outage, not per retry.
+    let down = false;
+    redis.on('error', (err: Error & { code?: string }) => {
+      if (!down) logger.warn({ connection: name, err: err.message, code: err.code }, 'redis connection error');
+      down = true;
+    });
+    redis.on('ready', () => {
+      if (down) logger.info({ connection: name }, 'redis connection back');
+      down = false;
+    });
+  }
+  return redis;
+}
+
+function connect(t: RedisTarget, name: string): Redis {
   const base: RedisOptions = { maxRetriesPerRequest: null, enableReadyCheck: true, connectionName: name, lazyConnect: false };
   if (!t.sentinels?.length) return new Redis(t.url, base);
   const u = new URL(t.url);
