@@ -6,6 +6,7 @@
 
 import { resolve } from 'node:path';
 import { loadAcdc } from './acdc.js';
+import { LABELS_LICENSE, loadLabelStore } from './labels.js';
 import { loadPhantom, parsePhantomSpec, PHANTOM_LICENSE } from './phantom.js';
 import type { DatasetPartInfo, LabelledDataset, LabelledSubject } from './types.js';
 
@@ -60,11 +61,14 @@ export function parseDatasetSpec(spec: string): DatasetSpecPart[] {
 export interface LoadDatasetOptions {
   /** Phantom image size (default: the phantom's 256). */
   phantomRows?: number;
+  /** `labels:`: the service's DATABASE_URL (unset: the SQLite file in the labels: data folder). */
+  databaseUrl?: string;
 }
 
 /**
  * Loads every part of a spec and joins them. Subject ids must be unique across parts (joining the same
- * folder twice is an error). `dicom:` and `labels:` are parsed but not loadable yet (issue 5).
+ * folder twice is an error). `labels:[DATADIR]` reads the labeller's store (./labels.ts); `dicom:` is parsed
+ * but not loadable yet (issue 5).
  */
 export async function loadDataset(spec: string, opts: LoadDatasetOptions = {}): Promise<LabelledDataset> {
   const parts = parseDatasetSpec(spec);
@@ -82,12 +86,19 @@ export async function loadDataset(spec: string, opts: LoadDatasetOptions = {}): 
         license = r.license;
         break;
       }
+      case 'labels': {
+        const r = await loadLabelStore({ dataDir: part.path, databaseUrl: opts.databaseUrl });
+        subs = r.subjects;
+        skipped = r.skipped;
+        license = { ...LABELS_LICENSE };
+        break;
+      }
       case 'phantom':
         subs = loadPhantom(part.count, part.seed, opts.phantomRows ? { rows: opts.phantomRows } : {});
         license = { ...PHANTOM_LICENSE };
         break;
       default:
-        throw new DatasetSpecError(`dataset kind '${part.kind}' (${part.spec}) is not supported for training yet (issue 5); use acdc: or phantom:`);
+        throw new DatasetSpecError(`dataset kind '${part.kind}' (${part.spec}) is not supported for training yet (issue 5); use acdc:, labels: or phantom:`);
     }
     infos.push({
       spec: part.spec,
