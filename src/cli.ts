@@ -144,7 +144,7 @@ export async function main(argv: string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv);
   } catch (err) {
-    if (err instanceof ConfigError || (err as { code?: string }).code === 'NO_STACK') {
+    if (err instanceof ConfigError || ['NO_STACK', 'BAD_INPUT'].includes((err as { code?: string }).code ?? '')) {
       console.error(`sax-range: ${(err as Error).message}`);
       process.exit(2);
     }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { checkPrivateFile, checkReadableFile, readSecretFile, SecretError } from './secrets.js';
 
 const csv = z
   .union([z.string(), z.array(z.string())])
@@ -13,6 +14,13 @@ const aeTitle = z
   .regex(/^[\x20-\x5b\x5d-\x7e]+$/, 'AE titles are 1–16 printable ASCII characters without backslash');
 
 const port = z.coerce.number().int().min(0).max(65535);
+
+/** A boolean that also reads 'true'/'false'/'1'/'0'/'yes'/'no' (environment variables). */
+const bool = z.preprocess((v) => {
+  if (typeof v !== 'string') return v;
+  const t = v.trim().toLowerCase();
+  return ['1', 'true', 'yes'].includes(t) ? true : ['0', 'false', 'no'].includes(t) ? false : v;
+}, z.boolean());
 
 export const ROLES = ['scp', 'worker', 'api'] as const;
 export type Role = (typeof ROLES)[number];
@@ -31,11 +39,14 @@ export const ConfigSchema = z.object({
   roles: csv.pipe(z.array(z.enum(ROLES)).min(1)).default(['scp', 'worker', 'api']),
   queuePrefix: z.string().min(1).default('sax-range'),
   apiToken: z.string().optional(),
+  /** File holding the API token (mode 0600 or stricter); the secure alternative to apiToken. */
+  apiTokenFile: z.string().optional(),
   export: z.enum(['rest', 'dimse', 'none']).default('none'),
   redisUrl: z.string().default('redis://127.0.0.1:6379'),
   orthancUrl: z.string().optional(),
   orthancUsername: z.string().optional(),
   orthancPassword: z.string().optional(),
+  orthancPasswordFile: z.string().optional(),
   orthancAeTitle: z.string().optional(),
   orthancHost: z.string().optional(),
   orthancDicomPort: port.optional(),
@@ -58,6 +69,16 @@ export const ConfigSchema = z.object({
   redisSentinelName: z.string().default('mymaster'),
   /** tensorflow.js backend: auto takes tfjs-node when installed, else WebGPU when an adapter exists, else WASM. */
   backend: z.enum(['auto', 'webgpu', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  /** DICOM TLS (src/scp/tls.ts): PEM certificate and key (key mode 0600) turn the DICOM port into TLS only. */
+  tlsCertFile: z.string().optional(),
+  tlsKeyFile: z.string().optional(),
+  /** PEM CA bundle that client certificates must chain to. */
+  tlsCaFile: z.string().optional(),
+  /** Refuse DICOM TLS clients without a certificate from tlsCaFile. */
+  tlsRequireClientCert: bool.default(false),
+  /** HTTPS for the API: PEM certificate and key (key mode 0600); unset = plain HTTP. */
+  httpsCertFile: z.string().optional(),
+  httpsKeyFile: z.string().optional(),
 });
 
 export type Config = z.infer<typeof ConfigSchema>;
@@ -75,11 +96,13 @@ export const ENV_KEYS: Record<keyof Config, string> = {
   roles: 'SAX_RANGE_ROLES',
   queuePrefix: 'SAX_RANGE_QUEUE_PREFIX',
   apiToken: 'SAX_RANGE_API_TOKEN',
+  apiTokenFile: 'SAX_RANGE_API_TOKEN_FILE',
   export: 'SAX_RANGE_EXPORT',
   redisUrl: 'REDIS_URL',
   orthancUrl: 'ORTHANC_URL',
   orthancUsername: 'ORTHANC_USERNAME',
   orthancPassword: 'ORTHANC_PASSWORD',
+  orthancPasswordFile: 'ORTHANC_PASSWORD_FILE',
   orthancAeTitle: 'ORTHANC_AE_TITLE',
   orthancHost: 'ORTHANC_HOST',
   orthancDicomPort: 'ORTHANC_DICOM_PORT',
@@ -94,7 +117,19 @@ export const ENV_KEYS: Record<keyof Config, string> = {
   redisSentinels: 'SAX_RANGE_REDIS_SENTINELS',
   redisSentinelName: 'SAX_RANGE_REDIS_SENTINEL_NAME',
   backend: 'SAX_RANGE_BACKEND',
+  tlsCertFile: 'SAX_RANGE_TLS_CERT',
+  tlsKeyFile: 'SAX_RANGE_TLS_KEY',
+  tlsCaFile: 'SAX_RANGE_TLS_CA',
+  tlsRequireClientCert: 'SAX_RANGE_TLS_REQUIRE_CLIENT_CERT',
+  httpsCertFile: 'SAX_RANGE_HTTPS_CERT',
+  httpsKeyFile: 'SAX_RANGE_HTTPS_KEY',
 };
+
+/** Secrets: never in the JSON config file; from the environment or their `*_FILE` (see src/secrets.ts). */
+const SECRETS = [
+  { key: 'apiToken', file: 'apiTokenFile' },
+  { key: 'orthancPassword', file: 'orthancPasswordFile' },
+] as const;
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -118,6 +153,11 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
       throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
     }
   }
+  for (const { key } of SECRETS) {
+    if (raw[key] !== undefined) {
+      throw new ConfigError(`config file ${file} holds the secret ${key}: set ${ENV_KEYS[key]} or ${ENV_KEYS[SECRETS.find((s) => s.key === key)!.file]} instead`);
+    }
+  }
   for (const [key, name] of Object.entries(ENV_KEYS)) {
     const v = env[name];
     if (v !== undefined && v !== '') raw[key] = v;
@@ -130,5 +170,39 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     const envName = (ENV_KEYS as Record<string, string>)[key];
     throw new ConfigError(`invalid config ${key}${envName ? ` (${envName})` : ''}: ${issue.message}`);
   }
-  return parsed.data;
+  return resolveSecrets(parsed.data);
+}
+
+const named = (key: keyof Config) => `${key} (${ENV_KEYS[key]})`;
+
+/** Reads the `*_FILE` secrets and checks the key material (files, permissions, pairs). */
+function resolveSecrets(config: Config): Config {
+  const out = { ...config };
+  try {
+    for (const { key, file } of SECRETS) {
+      const path = out[file];
+      if (path === undefined) continue;
+      if (out[key] !== undefined) throw new ConfigError(`set ${named(key)} or ${named(file)}, not both`);
+      out[key] = readSecretFile(path, `${named(file)}: file`);
+    }
+    for (const [cert, key] of [
+      ['tlsCertFile', 'tlsKeyFile'],
+      ['httpsCertFile', 'httpsKeyFile'],
+    ] as const) {
+      if ((out[cert] === undefined) !== (out[key] === undefined)) throw new ConfigError(`${named(cert)} and ${named(key)} go together`);
+      if (out[key] !== undefined) {
+        checkPrivateFile(out[key], `${named(key)}: private key`);
+        checkReadableFile(out[cert]!, `${named(cert)}: certificate`);
+      }
+    }
+    if (out.tlsCaFile !== undefined) {
+      if (out.tlsCertFile === undefined) throw new ConfigError(`${named('tlsCaFile')} needs ${named('tlsCertFile')} and ${named('tlsKeyFile')}`);
+      checkReadableFile(out.tlsCaFile, `${named('tlsCaFile')}: CA file`);
+    }
+    if (out.tlsRequireClientCert && out.tlsCaFile === undefined) throw new ConfigError(`${named('tlsRequireClientCert')} needs ${named('tlsCaFile')}`);
+  } catch (err) {
+    if (err instanceof SecretError) throw new ConfigError(`invalid config: ${err.message}`);
+    throw err;
+  }
+  return out;
 }

@@ -1,9 +1,9 @@
 import { mkdir } from 'node:fs/promises';
-import type { Server as HttpServer } from 'node:http';
 import { availableParallelism, hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { createApp } from './api/app.js';
+import { listenApi } from './api/listen.js';
 import type { Config } from './config.js';
 import { openDb, type Db } from './db/index.js';
 import type { Logger } from './log.js';
@@ -204,14 +204,12 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
         modelDir: resolve(config.modelDir),
         reprocess: (uid) => tracker.schedule(uid, Date.now(), 0),
       });
-      const server: HttpServer = await new Promise((res, rej) => {
-        const s = app.listen(config.httpPort, config.httpHost, () => res(s));
-        s.once('error', rej);
-      });
+      // HTTPS when httpsCertFile/httpsKeyFile are set (src/api/listen.ts).
+      const server = await listenApi(app, config);
       const addr = server.address();
       service.httpPort = typeof addr === 'object' && addr ? addr.port : config.httpPort;
       closers.push(() => new Promise<void>((res) => server.close(() => res())));
-      logger.info({ host: config.httpHost, port: service.httpPort }, 'HTTP API listening');
+      logger.info({ host: config.httpHost, port: service.httpPort, https: Boolean(config.httpsCertFile) }, 'HTTP API listening');
     }
   } catch (err) {
     await service.close();

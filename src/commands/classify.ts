@@ -12,7 +12,7 @@
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { decodeFrame } from '../dicom/pixels.js';
+import { decodeFrame, PixelDataError } from '../dicom/pixels.js';
 import { readInstanceMeta, type InstanceMeta } from '../dicom/meta.js';
 import { selectBackend, type BackendPreference } from '../inference/backend.js';
 import { SliceClassifier } from '../inference/classifier.js';
@@ -80,11 +80,29 @@ export class NoStackError extends Error {
   }
 }
 
+/**
+ * Input that cannot be classified: a path that cannot be read, or stacks whose pixel data cannot be decoded
+ * (the message names the stack and the file). The CLI prints it without a stack trace and exits 2.
+ */
+export class BadInputError extends Error {
+  readonly code = 'BAD_INPUT';
+  constructor(message: string) {
+    super(message);
+    this.name = 'BadInputError';
+    Object.setPrototypeOf(this, new.target.prototype);
+  }
+}
+
 /** Every file under the given paths (folders recursively, sorted, dot-files skipped). */
 export async function listFiles(paths: readonly string[]): Promise<string[]> {
   const out: string[] = [];
   const walk = async (p: string): Promise<void> => {
-    const st = await stat(p);
+    let st;
+    try {
+      st = await stat(p);
+    } catch (err) {
+      throw new BadInputError(`cannot read ${p}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
     if (st.isDirectory()) {
       const entries = (await readdir(p)).filter((e) => !e.startsWith('.')).sort();
       for (const e of entries) await walk(join(p, e));
@@ -149,49 +167,66 @@ export async function runClassify(opts: RunClassifyOptions): Promise<Result[]> {
   const classifier: StackClassifier = opts.classifier ?? owned!.classifier;
   const cams = opts.cams ?? opts.writeOutputs !== undefined;
   const results: Result[] = [];
+  /** Stacks that could not be classified (undecodable pixel data), with the reason. */
+  const failed: string[] = [];
   try {
     if (opts.out) await mkdir(opts.out, { recursive: true });
     for (const stack of assembly.stacks) {
-      for (const p of stack.problems) logger.warn({ stackId: stack.stackId, code: p.code, problem: p.message }, 'stack problem');
-      const tp = performance.now();
-      const phases = await choosePhases(stack);
-      for (const k of ['ED', 'ES'] as const) {
-        if (phases[k].warning) logger.warn({ stackId: stack.stackId, phase: k, warning: phases[k].warning }, 'phase choice');
+      try {
+        for (const p of stack.problems) logger.warn({ stackId: stack.stackId, code: p.code, problem: p.message }, 'stack problem');
+        const tp = performance.now();
+        const phases = await choosePhases(stack);
+        for (const k of ['ED', 'ES'] as const) {
+          if (phases[k].warning) logger.warn({ stackId: stack.stackId, phase: k, warning: phases[k].warning }, 'phase choice');
+        }
+        const phasesMs = performance.now() - tp;
+        const frames = async (s: number, p: number) => {
+          const f = stack.slices[s].frames[p];
+          try {
+            return (await decodeFrame(f.path, f.frame ?? 0)).data;
+          } catch (err) {
+            if (err instanceof PixelDataError) throw new PixelDataError(`${f.path}: ${err.message}`);
+            throw err;
+          }
+        };
+        const classified = await classifyStack(stack, phases, frames, classifier, {
+          cams,
+          logger,
+          // readMs: reading and assembling all input files (shared by the stacks of one run).
+          timings: { readMs, phasesMs },
+        });
+        let result = classified.result;
+        if (opts.out && opts.writeOutputs) {
+          const outputs = await opts.writeOutputs({ stack, result, cams: classified.cams, images: classified.images, outDir: opts.out });
+          result = parseResult({ ...result, outputs: [...result.outputs, ...outputs] });
+        }
+        if (opts.out) await writeFile(join(opts.out, `${safeName(stack.stackId)}.json`), `${JSON.stringify(result, null, 2)}\n`);
+        logger.info(
+          {
+            studyInstanceUID: stack.studyInstanceUID,
+            stackId: stack.stackId,
+            slices: stack.slices.length,
+            order: result.order.method,
+            geometryAgrees: result.order.geometryAgrees,
+            ED: result.phases.ED.inRange,
+            ES: result.phases.ES.inRange,
+          },
+          'stack classified',
+        );
+        results.push(result);
+      } catch (err) {
+        // One unreadable instance (truncated or undecodable pixel data) fails its stack, not the whole run.
+        if (!(err instanceof PixelDataError)) throw err;
+        logger.error({ stackId: stack.stackId, error: err.message }, 'stack not classified: pixel data cannot be decoded');
+        failed.push(`${stack.stackId}: ${err.message}`);
       }
-      const phasesMs = performance.now() - tp;
-      const frames = async (s: number, p: number) => {
-        const f = stack.slices[s].frames[p];
-        return (await decodeFrame(f.path, f.frame ?? 0)).data;
-      };
-      const classified = await classifyStack(stack, phases, frames, classifier, {
-        cams,
-        logger,
-        // readMs: reading and assembling all input files (shared by the stacks of one run).
-        timings: { readMs, phasesMs },
-      });
-      let result = classified.result;
-      if (opts.out && opts.writeOutputs) {
-        const outputs = await opts.writeOutputs({ stack, result, cams: classified.cams, images: classified.images, outDir: opts.out });
-        result = parseResult({ ...result, outputs: [...result.outputs, ...outputs] });
-      }
-      if (opts.out) await writeFile(join(opts.out, `${safeName(stack.stackId)}.json`), `${JSON.stringify(result, null, 2)}\n`);
-      logger.info(
-        {
-          studyInstanceUID: stack.studyInstanceUID,
-          stackId: stack.stackId,
-          slices: stack.slices.length,
-          order: result.order.method,
-          geometryAgrees: result.order.geometryAgrees,
-          ED: result.phases.ED.inRange,
-          ES: result.phases.ES.inRange,
-        },
-        'stack classified',
-      );
-      results.push(result);
     }
   } finally {
     await owned?.close();
   }
   if (opts.json) (opts.stdout ?? ((s: string) => process.stdout.write(s)))(`${JSON.stringify(results, null, 2)}\n`);
+  if (failed.length) {
+    throw new BadInputError(`${failed.length} of ${assembly.stacks.length} stack(s) could not be classified: ${failed.join('; ')}`);
+  }
   return results;
 }

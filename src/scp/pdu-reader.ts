@@ -25,9 +25,12 @@ export interface PduReaderHooks {
   dataEnd(pcId: number): void;
   /** Every PDU header seen (for timeouts and statistics). */
   pduSeen(type: number, length: number): void;
-  /** Framing error: the association must be aborted. */
-  protocolError(message: string): void;
+  /** Framing error: the association must be aborted (A-ABORT reason, PS3.8 §9.3.8: 1 unrecognized PDU, 6 invalid PDU parameter value). */
+  protocolError(message: string, reason: number): void;
 }
+
+/** A-ABORT reasons (source: service provider) the reader reports. */
+export const AbortReason = { unrecognizedPdu: 1, invalidPduParameterValue: 6 } as const;
 
 const P_DATA_TF = 0x04;
 const KNOWN_TYPES = new Set([0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07]);
@@ -52,7 +55,14 @@ export class PduReader {
   /** A command was split over PDVs and its first fragments went to the stock path: the rest must follow. */
   private stockCommandPartial = false;
 
-  constructor(private readonly hooks: PduReaderHooks) {}
+  /**
+   * `maxPduLength`: the Maximum Length we announced in the A-ASSOCIATE-AC; a P-DATA-TF whose variable field is
+   * longer is a protocol violation (PS3.8 §D.1) and aborts the association. 0 / undefined = no check.
+   */
+  constructor(
+    private readonly hooks: PduReaderHooks,
+    private readonly opts: { maxPduLength?: number } = {},
+  ) {}
 
   push(chunk: Buffer): void {
     if (this.mode === 'failed' || chunk.length === 0) return;
@@ -101,9 +111,9 @@ export class PduReader {
     return first.subarray(0, n);
   }
 
-  private fail(message: string): void {
+  private fail(message: string, reason: number = AbortReason.invalidPduParameterValue): void {
     this.stop();
-    this.hooks.protocolError(message);
+    this.hooks.protocolError(message, reason);
   }
 
   /** Stops reading for good (the association is being torn down). */
@@ -123,9 +133,13 @@ export class PduReader {
           const h = this.take(6);
           const type = h[0];
           const length = h.readUInt32BE(2);
-          if (!KNOWN_TYPES.has(type)) return this.fail(`unknown PDU type 0x${type.toString(16)}`);
+          if (!KNOWN_TYPES.has(type)) return this.fail(`unknown PDU type 0x${type.toString(16)}`, AbortReason.unrecognizedPdu);
           this.hooks.pduSeen(type, length);
           if (type === P_DATA_TF) {
+            const max = this.opts.maxPduLength;
+            if (max && length > max) return this.fail(`P-DATA-TF of ${length} bytes exceeds the announced maximum PDU length ${max}`);
+            // At least one PDV (PS3.8 §9.3.5); an empty P-DATA-TF would otherwise leave the peer waiting forever.
+            if (length < 6) return this.fail(`P-DATA-TF of ${length} bytes holds no PDV`);
             this.pduRemaining = length;
             this.mode = 'pdvHeader';
           } else {

@@ -23,6 +23,7 @@
  * limit exceeded).
  */
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import dimse from 'dcmjs-dimse';
 import type { Config } from '../config.js';
 import type { Logger } from '../log.js';
@@ -47,6 +48,7 @@ import {
 } from './policy.js';
 import { encodeStoreResponse, parseStoreCommand, PduReader, type StoreCommand } from './pdu-reader.js';
 import { JobSink, StoreJob, TempFiles } from './store-job.js';
+import { scpTlsOptions, type ScpTlsConfig } from './tls.js';
 
 type DimseAssociation = InstanceType<typeof dimse.association.Association>;
 type DimsePresentationContext = InstanceType<typeof dimse.association.PresentationContext>;
@@ -56,7 +58,8 @@ type DimseCEchoRequest = InstanceType<typeof dimse.requests.CEchoRequest>;
 type DimseCEchoResponse = InstanceType<typeof dimse.responses.CEchoResponse>;
 
 export interface ReceiverOptions {
-  config: Pick<Config, 'aeTitle' | 'dicomPort' | 'allowedAEs' | 'maxInstanceBytes' | 'maxAssociations' | 'maxPduLength'>;
+  /** With tlsCertFile/tlsKeyFile the port speaks DICOM TLS only (see tls.ts). */
+  config: Pick<Config, 'aeTitle' | 'dicomPort' | 'allowedAEs' | 'maxInstanceBytes' | 'maxAssociations' | 'maxPduLength'> & ScpTlsConfig;
   spool: Spool;
   logger: Logger;
   /** Interface to bind; default all interfaces. */
@@ -86,6 +89,8 @@ export interface ReceiverStats {
   stored: number;
   /** C-STOREs answered with a failure status. */
   failed: number;
+  /** Associations aborted for a protocol violation (bad PDU type or length, PDU over the announced maximum…). */
+  protocolErrors: number;
 }
 
 type Answer = (status: number, comment?: string) => void;
@@ -110,6 +115,9 @@ const fail = (status: number, message: string): never => {
   throw new StoreFailure(status, message);
 };
 
+/** VRs Pixel Data may have (PS3.5 §8.2, plus UN from senders that lost the VR). */
+const PIXEL_DATA_VRS = new Set(['OB', 'OW', 'UN']);
+
 /** Largest header prefix read back from the temp file for the scan (a multi-frame header can be MBs). */
 const MAX_HEADER_READ = 256 * 1024 * 1024;
 
@@ -124,7 +132,7 @@ interface Connection {
 }
 
 export class DicomReceiver {
-  readonly stats: ReceiverStats = { associations: 0, active: 0, stored: 0, failed: 0 };
+  readonly stats: ReceiverStats = { associations: 0, active: 0, stored: 0, failed: 0, protocolErrors: 0 };
 
   private readonly opts: ReceiverOptions;
   private readonly log: Logger;
@@ -153,7 +161,19 @@ export class DicomReceiver {
   listen(): Promise<number> {
     if (this.server) throw new Error('DicomReceiver.listen() called twice');
     const ScpClass = makeScpClass(this);
-    const server = createServer({ noDelay: true }, (socket) => this.onConnection(socket, ScpClass));
+    const tls = scpTlsOptions(this.opts.config);
+    let server: NetServer;
+    if (tls) {
+      // TLS: the association starts once the handshake succeeded; a client refused there never reaches dcmjs-dimse.
+      const tlsServer = createTlsServer({ ...tls, noDelay: true } as typeof tls, (socket: TLSSocket) => this.onConnection(socket, ScpClass));
+      tlsServer.on('tlsClientError', (err, socket) => {
+        this.log.warn({ remote: `${socket.remoteAddress}:${socket.remotePort}`, error: err.message }, 'DICOM TLS handshake failed; connection refused');
+        socket.destroy();
+      });
+      server = tlsServer;
+    } else {
+      server = createServer({ noDelay: true }, (socket) => this.onConnection(socket, ScpClass));
+    }
     // Connections beyond the association limit are rejected at A-ASSOCIATE time (with a reason); this only
     // bounds sockets that never associate.
     server.maxConnections = this.opts.config.maxAssociations * 2 + 8;
@@ -165,7 +185,10 @@ export class DicomReceiver {
         server.on('error', (err) => this.log.error({ err }, 'DICOM listener error'));
         const addr = server.address();
         const port = typeof addr === 'object' && addr ? addr.port : this.opts.config.dicomPort;
-        this.log.info({ port, host: this.opts.host ?? '*', aeTitle: this.opts.config.aeTitle }, 'DICOM SCP listening');
+        this.log.info(
+          { port, host: this.opts.host ?? '*', aeTitle: this.opts.config.aeTitle, tls: tls ? { clientCert: tls.rejectUnauthorized ? 'required' : tls.requestCert ? 'optional' : 'no' } : false },
+          'DICOM SCP listening',
+        );
         this.temps.warm();
         resolve(port);
       });
@@ -237,6 +260,11 @@ export class DicomReceiver {
     }
   }
 
+  /** @internal The Maximum Length announced in our A-ASSOCIATE-AC (P-DATA-TF variable field). */
+  get maxPduLength(): number {
+    return this.opts.config.maxPduLength;
+  }
+
   /** @internal */
   get fastPathWanted(): boolean {
     return this.opts.fastPath !== false;
@@ -259,6 +287,7 @@ export class DicomReceiver {
 
   /** @internal */
   protocolError(conn: Connection, message: string): void {
+    this.stats.protocolErrors++;
     this.log.warn({ remote: `${conn.socket.remoteAddress}:${conn.socket.remotePort}`, error: message }, 'DICOM protocol error; aborting association');
   }
 
@@ -288,6 +317,18 @@ export class DicomReceiver {
     const calledAE = normaliseAe(association.getCalledAeTitle());
     const callingAE = normaliseAe(association.getCallingAeTitle());
     const log = this.log.child({ callingAE, calledAE, remote: `${conn.socket.remoteAddress}:${conn.socket.remotePort}` });
+    if (conn.accepted) {
+      // A second A-ASSOCIATE-RQ on an established association (PS3.8 state Sta6, action AA-8: A-ABORT).
+      // Accepting it again would also count the connection twice against maxAssociations, for good.
+      this.protocolError(conn, 'A-ASSOCIATE-RQ within an established association');
+      try {
+        scp.sendAbort(2, 2);
+      } catch {
+        // the socket goes anyway
+      }
+      conn.socket.destroy();
+      return;
+    }
     let rejection = checkAeTitles(calledAE, callingAE, this.opts.config);
     if (!rejection && this.closing) rejection = limitRejection('shutting down');
     if (!rejection && this.stats.active >= this.opts.config.maxAssociations) rejection = limitRejection('too many associations');
@@ -471,6 +512,8 @@ export class DicomReceiver {
 
   private async checkPixelData(job: StoreJob, scan: HeaderScan, ts: string): Promise<void> {
     const px = scan.pixelData!;
+    // Pixel Data is OB or OW (UN where a sender lost the VR); anything else would be stored as text or a sequence.
+    if (!PIXEL_DATA_VRS.has(px.vr)) fail(StoreStatus.cannotUnderstand, `PixelData with VR ${px.vr}`);
     if (isNativeSyntax(ts)) {
       if (px.length === undefined) fail(StoreStatus.cannotUnderstand, 'encapsulated PixelData in a native transfer syntax');
       const expected = expectedPixelBytes(scan.dataset);
@@ -628,18 +671,24 @@ function makeScpClass(receiver: DicomReceiver) {
       if (listeners.length !== 1) return false;
       const stock = listeners[0] as (chunk: Buffer) => void;
       socket.removeListener('data', stock);
-      const fail = (message: string) => {
+      const fail = (message: string, reason = 0) => {
         reader.stop();
         receiver.protocolError(this.conn, message);
         try {
-          if (this.conn.accepted) this.sendAbort(2, 0);
+          if (this.conn.accepted) this.sendAbort(2, reason);
         } catch {
           // the socket goes anyway
         }
         socket.destroy();
       };
       const contextFor = (pcId: number): DimsePresentationContext | undefined => {
-        const pc = self.association?.getPresentationContext(pcId) as DimsePresentationContext | undefined;
+        // dcmjs-dimse throws for an id that was never proposed (a corrupted PDV header): not accepted, then.
+        let pc: DimsePresentationContext | undefined;
+        try {
+          pc = self.association?.getPresentationContext(pcId) as DimsePresentationContext | undefined;
+        } catch {
+          return undefined;
+        }
         return pc && pc.getResult() === PcResult.accept ? pc : undefined;
       };
       const reader = new PduReader({
@@ -667,12 +716,18 @@ function makeScpClass(receiver: DicomReceiver) {
             if (!pc) return fail(`data on presentation context ${pcId}, which was not accepted`);
             p.pc = pc;
             p.job = receiver.startStore(this.conn, p.cmd, pc, this.callingAE);
+          } else if (pcId !== p.pc!.getPresentationContextId()) {
+            // Every fragment of a message travels on one presentation context (PS3.8 §9.3.5.1).
+            return fail(`dataset fragment on presentation context ${pcId}, the store began on ${p.pc!.getPresentationContextId()}`);
           }
           p.job.push(chunk);
         },
         dataEnd: (pcId) => {
           const p = this.pending!;
           this.pending = undefined;
+          if (p.job && pcId !== p.pc!.getPresentationContextId()) {
+            return fail(`dataset fragment on presentation context ${pcId}, the store began on ${p.pc!.getPresentationContextId()}`);
+          }
           if (!p.job) {
             const pc = contextFor(pcId);
             if (!pc) return fail(`data on presentation context ${pcId}, which was not accepted`);
@@ -685,9 +740,18 @@ function makeScpClass(receiver: DicomReceiver) {
         pduSeen: () => {
           self.lastPduTime = Date.now();
         },
-        protocolError: (message) => fail(message),
+        protocolError: (message, reason) => fail(message, reason),
+      }, { maxPduLength: receiver.maxPduLength });
+      socket.on('data', (chunk: Buffer) => {
+        // Nothing a peer sends may throw out of here: an exception in a socket 'data' listener is an uncaught
+        // exception, which would end the whole service. Whatever throws (our hooks, dcmjs-dimse's PDU parsing
+        // behind `stock`) aborts this association only.
+        try {
+          reader.push(chunk);
+        } catch (err) {
+          fail(`cannot process PDU: ${(err as Error).message}`);
+        }
       });
-      socket.on('data', (chunk: Buffer) => reader.push(chunk));
       return true;
     }
 
