@@ -14,11 +14,10 @@ import { createDataRouter } from './data-routes.js';
 import { createDocsRouter } from './docs-routes.js';
 import { createImagesRouter } from './images.js';
 import { publicOrthancUrl } from './orthanc-ids.js';
+import { formatZodError, StudyParamsSchema } from './schemas.js';
 import { readStudyResults } from './study-results.js';
 import { StudyViews } from './study-view.js';
 import { createPagesRouter } from './web.js';
-
-const UID_RE = /^[0-9]+(\.[0-9]+)*$/;
 
 export interface ApiDeps {
   tracker: SeriesTracker;
@@ -92,12 +91,12 @@ export function createApp(deps: ApiDeps): express.Express {
   const byName = new Map(deps.queues.map((q) => [q.name, q]));
 
   const studyUid = (req: Request, res: Response): string | undefined => {
-    const uid = String(req.params.studyUID ?? '');
-    if (!UID_RE.test(uid) || uid.length > 64) {
-      res.status(400).json({ error: 'studyUID must be a DICOM UID (digits and dots, at most 64 characters)' });
+    const r = StudyParamsSchema.safeParse(req.params);
+    if (!r.success) {
+      res.status(400).json({ error: formatZodError(r.error, 'params') });
       return undefined;
     }
-    return uid;
+    return r.data.studyUID;
   };
 
   // Study list, model card, labels, labels.csv, /metrics (src/api/data-routes.ts).

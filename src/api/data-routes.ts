@@ -67,9 +67,13 @@ export function createDataRouter(deps: DataRoutesDeps): express.Router {
     if (!q) return;
     const [uids, times] = await Promise.all([deps.tracker.studies(), deps.db?.listStudyTimes() ?? []]);
     const states = new Map<string, { lastSeen?: number; instancesReceived: number }>();
-    for (const uid of uids) {
-      const st = await deps.tracker.get(uid);
-      if (st) states.set(uid, { lastSeen: st.lastSeen, instancesReceived: st.instancesReceived });
+    // 100 tracker reads in flight at a time (ioredis pipelines them).
+    for (let i = 0; i < uids.length; i += 100) {
+      const chunk = uids.slice(i, i + 100);
+      const got = await Promise.all(chunk.map((uid) => deps.tracker.get(uid)));
+      got.forEach((st, j) => {
+        if (st) states.set(chunk[j]!, { lastSeen: st.lastSeen, instancesReceived: st.instancesReceived });
+      });
     }
     const processed = new Map(times.map((t) => [t.studyInstanceUID, t.processedAt]));
     const all = [...new Set([...processed.keys(), ...states.keys()])];

@@ -195,6 +195,9 @@ describe.each(['sqlite', 'postgres'] as const)('HTTP API on %s', (driver) => {
     const cases: Array<[string, () => Promise<Response>, RegExp]> = [
       ['study UID in the path', () => call('/api/studies/not-a-uid/labels'), /studyUID/],
       ['study UID too long', () => call(`/api/studies/${'1.'.repeat(40)}1/labels`), /64/],
+      ['study UID of the study route', () => call('/api/studies/1..2'), /studyUID/],
+      ['study UID of the results route', () => call('/api/studies/abc/results'), /studyUID/],
+      ['study UID of reprocess', () => call('/api/studies/abc/reprocess', { method: 'POST' }), /studyUID/],
       ['phase', () => putLabels(truth.studyInstanceUID, { labels: [{ ...ok, phase: 'MID' }] }), /phase/],
       ['label', () => putLabels(truth.studyInstanceUID, { labels: [{ ...ok, label: 'APEX' }] }), /label/],
       ['negative index', () => putLabels(truth.studyInstanceUID, { labels: [{ ...ok, index: -1 }] }), /index/],
