@@ -16,7 +16,7 @@ import { createImagesRouter } from './images.js';
 import { publicOrthancUrl } from './orthanc-ids.js';
 import { formatZodError, StudyParamsSchema } from './schemas.js';
 import { readStudyResults } from './study-results.js';
-import { StudyViews } from './study-view.js';
+import { NotFoundError, StudyViews } from './study-view.js';
 import { createPagesRouter } from './web.js';
 
 export interface ApiDeps {
@@ -100,7 +100,17 @@ export function createApp(deps: ApiDeps): express.Express {
   };
 
   // Study list, model card, labels, labels.csv, /metrics (src/api/data-routes.ts).
-  app.use(createDataRouter({ tracker: deps.tracker, queues: deps.queues, resultsDir: deps.resultsDir, db: deps.db, modelDir: deps.modelDir, logger: deps.logger }));
+  const spoolStacks = async (uid: string) => {
+    try {
+      return (await views.view(uid)).stacks;
+    } catch (err) {
+      if (err instanceof NotFoundError) return [];
+      throw err;
+    }
+  };
+  app.use(
+    createDataRouter({ tracker: deps.tracker, queues: deps.queues, resultsDir: deps.resultsDir, db: deps.db, modelDir: deps.modelDir, spoolStacks, logger: deps.logger }),
+  );
 
   app.get('/api/studies/:studyUID', async (req, res) => {
     const uid = studyUid(req, res);

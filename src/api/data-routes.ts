@@ -4,7 +4,7 @@
  */
 import express, { type Response } from 'express';
 import type { z } from 'zod';
-import { checkLabelsAgainstResults, labelsToCsv, type Db, type LabelRecord, type StackSummary } from '../db/index.js';
+import { checkLabelsAgainstResults, labelsToCsv, type Db, type LabelRecord, type LabelTarget, type StackSummary } from '../db/index.js';
 import { ModelDirError, readModelCard } from '../inference/model-dir.js';
 import type { Logger } from '../log.js';
 import { collectQueueCounts, metricsRegistry, type CountableQueue } from '../metrics.js';
@@ -21,6 +21,8 @@ export interface DataRoutesDeps {
   db?: Db;
   /** Folder of the served model (`GET /api/model` returns its card). */
   modelDir?: string;
+  /** The study's stacks as found in the spool (classified or not), so that a study can be labelled before the model ran. */
+  spoolStacks?: (studyUID: string) => Promise<LabelTarget[]>;
   logger: Logger;
 }
 
@@ -132,7 +134,12 @@ export function createDataRouter(deps: DataRoutesDeps): express.Router {
     if (!body) return;
     const db = needDb(res);
     if (!db) return;
-    const problems = checkLabelsAgainstResults(body.labels, await readStudyResults(deps.resultsDir, db, p.studyUID));
+    const docs: LabelTarget[] = await readStudyResults(deps.resultsDir, db, p.studyUID);
+    const classified = new Set(docs.map((d) => d.stackId));
+    if (deps.spoolStacks && body.labels.some((l) => !classified.has(l.stackId))) {
+      docs.push(...(await deps.spoolStacks(p.studyUID)).filter((s) => !classified.has(s.stackId)));
+    }
+    const problems = checkLabelsAgainstResults(body.labels, docs);
     if (problems.length) {
       res.status(400).json({ error: problems.join('; ') });
       return;

@@ -39,13 +39,19 @@ export function labelKey(l: Pick<LabelInput, 'stackId' | 'phase' | 'index'>): st
   return `${l.stackId}\u0000${l.phase}\u0000${l.index}`;
 }
 
+/** What a label is checked against: a stack's ED and ES slices (a result document, or a spooled stack not yet classified). */
+export interface LabelTarget {
+  stackId: string;
+  phases: Record<'ED' | 'ES', { slices: ReadonlyArray<{ index: number; sopInstanceUID: string }> }>;
+}
+
 /**
- * Checks labels against the study's result documents: the stack must have a result, the phase must have a
- * slice with that `index`, and its SOP Instance UID must be the one given (the CSV export keys training
- * labels by SOP Instance UID, so a mismatch would teach the wrong image). Also rejects a key given twice.
- * Returns one message per problem (empty: all good).
+ * Checks labels against the study's stacks (result documents first, then stacks in the spool that are not
+ * classified yet): the stack must exist, the phase must have a slice with that `index`, and its SOP Instance
+ * UID must be the one given (the CSV export keys training labels by SOP Instance UID, so a mismatch would
+ * teach the wrong image). Also rejects a key given twice. Returns one message per problem (empty: all good).
  */
-export function checkLabelsAgainstResults(labels: readonly LabelInput[], docs: readonly Result[]): string[] {
+export function checkLabelsAgainstResults(labels: readonly LabelInput[], docs: readonly LabelTarget[]): string[] {
   const byStack = new Map(docs.map((d) => [d.stackId, d]));
   const problems: string[] = [];
   const seen = new Set<string>();
@@ -56,7 +62,7 @@ export function checkLabelsAgainstResults(labels: readonly LabelInput[], docs: r
     seen.add(key);
     const doc = byStack.get(l.stackId);
     if (!doc) {
-      problems.push(`${where}: stack ${l.stackId} has no result in this study`);
+      problems.push(`${where}: stack ${l.stackId} is not a stack of this study`);
       return;
     }
     const slice = doc.phases[l.phase].slices.find((s) => s.index === l.index);

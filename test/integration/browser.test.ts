@@ -208,6 +208,19 @@ describe('a study in the spool that is not classified', () => {
     const cam = await get(`${path}?overlay=cam`);
     expect(cam.status).toBe(404);
     expect(((await cam.json()) as { error: string }).error).toMatch(/not classified/);
+
+    // It can be labelled before the model ran: labels are checked against the spooled stack.
+    const put = (labels: unknown[]) =>
+      fetch(`${base}/api/studies/${uid}/labels`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ labels }) });
+    const s3 = st.phases.ED.slices[3]!;
+    const ok = await put([{ stackId: st.stackId, phase: 'ED', index: s3.index, sopInstanceUID: s3.sopInstanceUID, label: 'IN' }]);
+    expect(ok.status, await ok.clone().text()).toBe(200);
+    expect(((await getJson<{ labels: Array<{ index: number; label: string; source: string }> }>(`/api/studies/${uid}/labels`)).labels)).toEqual([
+      expect.objectContaining({ index: s3.index, label: 'IN', source: 'human' }),
+    ]);
+    const wrong = await put([{ stackId: st.stackId, phase: 'ED', index: s3.index, sopInstanceUID: '1.2.3', label: 'IN' }]);
+    expect(wrong.status).toBe(400);
+    expect(((await wrong.json()) as { error: string }).error).toMatch(/is SOP instance .*, not 1\.2\.3/);
   });
 });
 

@@ -68,7 +68,7 @@ describe('checkLabelsAgainstResults', () => {
       docs,
     );
     expect(problems).toEqual([
-      'labels[0]: stack nope has no result in this study',
+      'labels[0]: stack nope is not a stack of this study',
       'labels[1]: stack abc ED has no slice with index 9',
       `labels[2]: stack abc ED slice 2 is SOP instance ${sopOf(STUDY, 0, 2)}, not 1.2.3`,
       'labels[3]: stack abc ED slice 2 is given twice',
