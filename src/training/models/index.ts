@@ -1,10 +1,12 @@
 /**
  * Model registry: `buildModel(arch, { inputSize, seed })` and model introspection (`countMacs`,
- * `lastConvLayerName`). Only the CBR family is built from scratch here; the ImageNet architectures of the
- * paper come with weight import (issue 4) and are added to this registry then.
+ * `lastConvLayerName`). Two families: the CBR baselines (cbr.ts) and the paper's nine ImageNet architectures
+ * under Keras Applications' layer names (applications.ts; ImageNet weights come from keras-h5.ts, depth-0/1
+ * freezing from freeze.ts).
  */
 
 import * as tf from '@tensorflow/tfjs';
+import { APPLICATIONS, applicationKey, buildApplication } from './applications.js';
 import { buildCbr, cbrKey, CBR_SPECS, type Padding } from './cbr.js';
 
 export { CBR_SPECS, cbrKey, cbrFeatureSizes, minInputSize, HEAD_UNITS, HEAD_DROPOUT, NUM_CLASSES, type CbrSpec, type Padding } from './cbr.js';
@@ -16,18 +18,25 @@ export interface BuildModelOptions {
   seed: number;
   /** CBR only: overrides the architecture's conv padding. */
   padding?: Padding;
+  /** MobileNet V1/V2 only: width multiplier (Keras default 1; the paper used 0.25 and 0.35). */
+  alpha?: number;
 }
 
 /** Canonical architecture key for `buildModel` (throws a RangeError naming the known ones). */
 export function canonicalArchitecture(arch: string): string {
-  const key = cbrKey(arch);
+  const key = cbrKey(arch) ?? applicationKey(arch);
   if (key) return key;
-  throw new RangeError(`unknown architecture '${arch}' for training (known: ${Object.keys(CBR_SPECS).join(', ')})`);
+  throw new RangeError(`unknown architecture '${arch}' for training (known: ${trainableArchitectures().join(', ')})`);
 }
 
 /** The architectures `buildModel` can build. */
 export function trainableArchitectures(): string[] {
-  return Object.keys(CBR_SPECS);
+  return [...Object.keys(CBR_SPECS), ...Object.keys(APPLICATIONS)];
+}
+
+/** True for the ImageNet architectures (those with Keras Applications weights and depth rules). */
+export function isImagenetArchitecture(arch: string): boolean {
+  return applicationKey(arch) !== undefined;
 }
 
 /**
@@ -39,6 +48,7 @@ export function buildModel(arch: string, opts: BuildModelOptions): tf.LayersMode
   if (!(Number.isInteger(opts.inputSize) && opts.inputSize > 0)) throw new RangeError(`inputSize: positive integer expected, got ${opts.inputSize}`);
   if (!Number.isInteger(opts.seed)) throw new RangeError(`seed: integer expected, got ${opts.seed}`);
   const key = canonicalArchitecture(arch);
+  if (APPLICATIONS[key]) return buildApplication(key, opts);
   return buildCbr(key, opts);
 }
 
@@ -82,6 +92,11 @@ export function countMacs(model: tf.LayersModel): number {
  * global pooling, else the last Conv2D-like layer. Throws if the model has no convolutional feature map.
  */
 export function lastConvLayerName(model: tf.LayersModel): string {
+  // The ImageNet bases end in a feature map (ReLU, concatenation, …) that feeds the global pooling directly:
+  // that is the Grad-CAM layer. A pooling layer there (CBR, VGG16) means: look further back.
+  const gap = model.layers.find((l) => l.getClassName() === 'GlobalAveragePooling2D');
+  const feeding = gap?.inboundNodes[0]?.inboundLayers[0];
+  if (feeding && !/Pooling2D$/.test(feeding.getClassName())) return feeding.name;
   let lastAct: string | undefined;
   let lastConv: string | undefined;
   for (const layer of model.layers) {
