@@ -18,6 +18,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { validatePreprocessParams, type PreprocessParams } from './preprocess.js';
+// Custom layer classes (InceptionResNetV2's CustomScaleLayer) must be registered before a model loads.
+import '../training/models/keras-layers.js';
 
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';

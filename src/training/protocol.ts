@@ -8,19 +8,23 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 
-export const ProtocolSchema = z.strictObject({
+/** Fine-tuning depth: 0 = frozen base, head only; 1 = also the last block (models/freeze.ts); 'full' = everything. */
+export const DepthSchema = z.union([z.literal(0), z.literal(1), z.literal('full')]);
+
+/** Fields shared by a single training run (a grid cell) and a grid's defaults. */
+const CommonFields = {
   /** Name recorded in the model card and reports. */
   name: z.string().min(1),
   description: z.string().optional(),
-  /** src/training/models key: cbr_small, cbr_tiny, cbr_large_t, cbr_compact, … */
-  architecture: z.string().min(1),
   /** CBR conv padding override ('valid' in the paper; 'same' lets CBR-Small run below 128²). */
   padding: z.enum(['valid', 'same']).optional(),
-  inputSize: z.number().int().min(16).max(512),
   channelMode: z.enum(['gray3', '2.5d']),
+  /** Centre zoom: the fraction of the field of view kept (paper: 0.6, the central 60 %); default 0.6. */
+  zoom: z.number().gt(0).lte(1).optional(),
+  /** Intensity clip percentiles before scaling to 0–255 (paper: [2, 98]); default [2, 98]. */
+  clip: z.tuple([z.number().min(0).max(100), z.number().min(0).max(100)]).optional(),
   epochs: z.number().int().min(1),
   batchSize: z.number().int().min(1).max(256),
-  learningRate: z.number().positive(),
   momentum: z.number().min(0).max(1).default(0.9),
   nesterov: z.boolean().default(true),
   decay: z.number().min(0).default(1e-6),
@@ -43,7 +47,68 @@ export const ProtocolSchema = z.strictObject({
   evalBatchSize: z.number().int().min(1).max(512).default(64),
   /** A progress line every N batches (default: about 10 per epoch). */
   progressEvery: z.number().int().min(1).optional(),
+  /** Held-out test evaluation of the final model: 'none', or the `--test-dataset` spec (subjects never seen in CV). */
+  heldOutTest: z.enum(['none', 'test-dataset']).default('none'),
+};
+
+/** Fields of one model to train (a protocol file without `grid`, or one expanded grid cell). */
+const CellFields = {
+  /** src/training/models key: cbr_small, cbr_tiny, cbr_large_t, cbr_compact, vgg16, mobilenet, … */
+  architecture: z.string().min(1),
+  inputSize: z.number().int().min(16).max(512),
+  learningRate: z.number().positive(),
+  /** MobileNet V1/V2 width multiplier (the paper: 0.25 and 0.35); Keras default 1. */
+  alpha: z.number().positive().max(2).optional(),
+  /** Initial base weights: 'none' = random (from scratch), 'imagenet' = the Keras Applications `*_notop.h5`. */
+  weights: z.enum(['none', 'imagenet']).default('none'),
+  /** Folder holding the `*_notop.h5` files (docs/training.md); default `models/imagenet`. */
+  weightsDir: z.string().min(1).optional(),
+  /** What trains: 0, 1 or 'full'. Default 0 with ImageNet weights, 'full' otherwise. */
+  depth: DepthSchema.optional(),
+  /** Initial model: 'init' (built, plus `weights`) or 'depth0-final' (the final depth-0 model of the same architecture). */
+  startFrom: z.enum(['init', 'depth0-final']).default('init'),
+};
+
+export const ProtocolSchema = z
+  .strictObject({ ...CommonFields, ...CellFields })
+  .superRefine((p, ctx) => {
+    if (p.depth !== undefined && p.depth !== 'full' && p.weights !== 'imagenet' && p.startFrom !== 'depth0-final') {
+      ctx.addIssue({ code: 'custom', path: ['depth'], message: `depth ${p.depth} freezes a pretrained base: needs weights 'imagenet' or startFrom 'depth0-final'` });
+    }
+    if (p.startFrom === 'depth0-final' && p.depth !== 1) {
+      ctx.addIssue({ code: 'custom', path: ['startFrom'], message: "startFrom 'depth0-final' is for depth 1" });
+    }
+  });
+
+/** One group of grid cells: architectures × learning rates at one depth. */
+export const GridGroupSchema = z.strictObject({
+  /** Label of the group in cell names and reports (e.g. 'D0', 'D1', 'CBR'). */
+  name: z.string().regex(/^[\w.-]+$/),
+  architectures: z
+    .array(
+      z.strictObject({
+        architecture: z.string().min(1),
+        inputSize: z.number().int().min(16).max(512),
+        alpha: z.number().positive().max(2).optional(),
+        padding: z.enum(['valid', 'same']).optional(),
+      }),
+    )
+    .min(1),
+  learningRates: z.array(z.number().positive()).min(1),
+  weights: z.enum(['none', 'imagenet']).default('none'),
+  depth: DepthSchema.optional(),
+  startFrom: z.enum(['init', 'depth0-final']).default('init'),
 });
+
+/** A grid protocol (config/protocols/paper.json): shared settings + groups, expanded by `expandGrid`. */
+export const GridProtocolSchema = z.strictObject({
+  ...CommonFields,
+  weightsDir: z.string().min(1).optional(),
+  grid: z.array(GridGroupSchema).min(1),
+});
+
+export type GridProtocol = z.infer<typeof GridProtocolSchema>;
+export type GridGroup = z.infer<typeof GridGroupSchema>;
 
 export type Protocol = z.infer<typeof ProtocolSchema>;
 export type ProtocolInput = z.input<typeof ProtocolSchema>;
@@ -55,17 +120,79 @@ export class ProtocolError extends Error {
   }
 }
 
+function issuesText(source: string, issues: readonly { path: PropertyKey[]; message: string }[]): string {
+  return `${source}: ${issues.map((i) => `${i.path.map(String).join('.') || '(root)'}: ${i.message}`).join('; ')}`;
+}
+
+/** True when a parsed JSON value is a grid protocol (has `grid`). */
+export function isGridProtocol(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && 'grid' in value;
+}
+
+/** Validates a grid protocol object; the error names every bad field. */
+export function parseGridProtocol(value: unknown, source = 'protocol'): GridProtocol {
+  const r = GridProtocolSchema.safeParse(value);
+  if (!r.success) throw new ProtocolError(issuesText(source, r.error.issues));
+  return r.data;
+}
+
+/** Name of a grid cell: `<protocol>/<group>/<architecture>/lr<rate>` (e.g. `paper/D1/vgg16/lr0.0001`). */
+export function cellName(grid: Pick<GridProtocol, 'name'>, group: string, architecture: string, learningRate: number): string {
+  return `${grid.name}/${group}/${architecture}/lr${learningRate}`;
+}
+
+/**
+ * Expands a grid into its cells, each a complete single-run protocol (validated), in file order: groups,
+ * then architectures, then learning rates.
+ */
+export function expandGrid(grid: GridProtocol): Protocol[] {
+  const { grid: groups, name: _n, description, ...common } = grid;
+  const cells: Protocol[] = [];
+  for (const g of groups) {
+    for (const a of g.architectures) {
+      for (const lr of g.learningRates) {
+        const name = cellName(grid, g.name, a.architecture, lr);
+        const cell = {
+          ...common,
+          name,
+          description: description ? `${description} — cell ${name}` : undefined,
+          architecture: a.architecture,
+          inputSize: a.inputSize,
+          alpha: a.alpha,
+          padding: a.padding,
+          learningRate: lr,
+          weights: g.weights,
+          depth: g.depth,
+          startFrom: g.startFrom,
+        };
+        cells.push(parseProtocol(JSON.parse(JSON.stringify(cell)), `grid cell ${name}`));
+      }
+    }
+  }
+  return cells;
+}
+
 /** Validates a protocol object; the error names every bad field. */
 export function parseProtocol(value: unknown, source = 'protocol'): Protocol {
+  if (isGridProtocol(value)) {
+    throw new ProtocolError(`${source}: a grid protocol (${parseGridProtocol(value, source).grid.length} groups); expand it with expandGrid and run its cells`);
+  }
   const r = ProtocolSchema.safeParse(value);
   if (!r.success) {
-    throw new ProtocolError(`${source}: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+    throw new ProtocolError(issuesText(source, r.error.issues));
   }
   return r.data;
 }
 
-/** Reads and validates a protocol JSON file. */
+/** Reads and validates a protocol JSON file (a single run; a grid file is refused, see `loadProtocolFile`). */
 export async function loadProtocol(path: string): Promise<Protocol> {
+  const p = await loadProtocolFile(path);
+  if (p.kind === 'grid') throw new ProtocolError(`protocol ${path}: a grid protocol (${expandGrid(p.grid).length} cells); run one of its cells`);
+  return p.protocol;
+}
+
+/** Reads and validates a protocol JSON file: a single run or a grid. */
+export async function loadProtocolFile(path: string): Promise<{ kind: 'cell'; protocol: Protocol } | { kind: 'grid'; grid: GridProtocol }> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -78,5 +205,11 @@ export async function loadProtocol(path: string): Promise<Protocol> {
   } catch (err) {
     throw new ProtocolError(`protocol ${path}: not valid JSON (${(err as Error).message})`);
   }
-  return parseProtocol(json, `protocol ${path}`);
+  if (isGridProtocol(json)) return { kind: 'grid', grid: parseGridProtocol(json, `protocol ${path}`) };
+  return { kind: 'cell', protocol: parseProtocol(json, `protocol ${path}`) };
+}
+
+/** The depth a protocol trains at: its `depth`, else 0 with ImageNet weights, else 'full'. */
+export function effectiveDepth(p: Pick<Protocol, 'depth' | 'weights' | 'startFrom'>): 0 | 1 | 'full' {
+  return p.depth ?? (p.weights === 'imagenet' ? 0 : 'full');
 }

@@ -43,8 +43,10 @@ import { foldSets, kFoldSplit, subsetSubjects } from './data/split.js';
 import { labelCounts, type DatasetPartInfo, type LabelledSubject, type SliceLabel } from './data/types.js';
 import { evaluatePredictions, meanStd, type EvaluationSummary, type StackMetrics, type StackPrediction } from './metrics.js';
 import { installFastBatchNormGradient } from './models/batchnorm-gradient.js';
-import { buildModel, canonicalArchitecture, countMacs, countParams, lastConvLayerName } from './models/index.js';
-import { loadProtocol, parseProtocol, ProtocolError, type Protocol } from './protocol.js';
+import { applyDepth } from './models/freeze.js';
+import { loadImagenetWeights } from './models/imagenet-weights.js';
+import { buildModel, canonicalArchitecture, countMacs, countParams, isImagenetArchitecture, lastConvLayerName } from './models/index.js';
+import { effectiveDepth, loadProtocol, parseProtocol, ProtocolError, type Protocol } from './protocol.js';
 import { formatDuration, TrainingProgress, type BatchEvent } from './progress.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -429,7 +431,11 @@ export function makeCard(p: CardParts): ModelCardInput {
     license: p.license,
     createdAt,
   };
-  if (p.protocol.padding) card.architectureOptions = { padding: p.protocol.padding };
+  const archOptions: Record<string, unknown> = {};
+  if (p.protocol.padding) archOptions.padding = p.protocol.padding;
+  if (p.protocol.alpha !== undefined) archOptions.alpha = p.protocol.alpha;
+  if (isImagenetArchitecture(p.protocol.architecture)) Object.assign(archOptions, { weights: p.protocol.weights, depth: effectiveDepth(p.protocol) });
+  if (Object.keys(archOptions).length) card.architectureOptions = archOptions;
   if (p.description) card.description = p.description;
   return card;
 }
@@ -484,8 +490,15 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
     ({ model } = await loadModelDir(join(job.dir, state.current)));
     hooks.log('info', { job: job.name, epoch: state.epochsDone }, 'resuming from checkpoint');
   } else {
-    model = buildModel(P.architecture, { inputSize: P.inputSize, seed: job.seed, padding: P.padding });
+    model = buildModel(P.architecture, { inputSize: P.inputSize, seed: job.seed, padding: P.padding, alpha: P.alpha });
+    if (P.weights === 'imagenet') {
+      const w = await loadImagenetWeights(model, P.architecture, P.weightsDir);
+      hooks.log('info', { job: job.name, weights: w.path, layers: w.assigned.length, verified: w.verified }, 'ImageNet weights loaded');
+    }
   }
+  // What trains (depth 0/1 freeze the base; 'full' trains everything). Set before the optimizer takes the
+  // trainable variables, and again after a resume (the flags are not part of the checkpoint's contract).
+  if (isImagenetArchitecture(P.architecture)) applyDepth(model, P.architecture, effectiveDepth(P));
   const opt = new KerasSgd(trainableVariables(model), { learningRate: P.learningRate, momentum: P.momentum, nesterov: P.nesterov, decay: P.decay });
   if (state.current && state.epochsDone > 0) await loadOptimizer(join(job.dir, state.current), opt);
 
@@ -885,8 +898,13 @@ function sha(value: unknown): string {
 
 /** The protocol fields that change results (not parallelism, progress or eval batch size). */
 function resultProtocol(P: Protocol): Record<string, unknown> {
-  const { parallelFolds: _pf, progressEvery: _pe, evalBatchSize: _eb, description: _d, ...rest } = P;
-  return rest;
+  const { parallelFolds: _pf, progressEvery: _pe, evalBatchSize: _eb, description: _d, weightsDir: _wd, ...rest } = P;
+  // Fields added with the ImageNet architectures: left out at their defaults, so that earlier checkpoints resume.
+  const r: Record<string, unknown> = rest;
+  if (r.weights === 'none') delete r.weights;
+  if (r.startFrom === 'init') delete r.startFrom;
+  if (r.heldOutTest === 'none') delete r.heldOutTest;
+  return r;
 }
 
 function pickEpoch(jobs: JobResult[], metric: Protocol['selectionMetric']): CvResult['selection'] {
@@ -1026,6 +1044,9 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
   const t0 = performance.now();
   const P: Protocol = typeof opts.protocol === 'string' ? await loadProtocol(opts.protocol) : parseProtocol(opts.protocol);
   canonicalArchitecture(P.architecture);
+  if (P.startFrom === 'depth0-final') throw new ProtocolError(`protocol ${P.name}: startFrom 'depth0-final' needs the grid runner (it trains the depth-0 cells first), not a single run`);
+  if (P.heldOutTest !== 'none') throw new ProtocolError(`protocol ${P.name}: heldOutTest '${P.heldOutTest}' is not implemented by a single training run yet`);
+  if (P.weights === 'imagenet' && !isImagenetArchitecture(P.architecture)) throw new ProtocolError(`protocol ${P.name}: '${P.architecture}' has no ImageNet weights`);
   if (P.folds === 1 && !P.finalModel) throw new ProtocolError(`protocol ${P.name}: folds = 1 and finalModel = false leaves nothing to train`);
   const out = resolve(opts.out);
   const log = opts.logger;
@@ -1047,7 +1068,12 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
   }
   const stacksRaw = subjects.flatMap((s) => s.stacks);
   const counts = labelCounts(stacksRaw);
-  const params = preprocessParamsFor(P.architecture, { inputSize: P.inputSize, channelMode: P.channelMode });
+  const params = preprocessParamsFor(P.architecture, {
+    inputSize: P.inputSize,
+    channelMode: P.channelMode,
+    ...(P.zoom !== undefined ? { zoom: P.zoom } : {}),
+    ...(P.clip !== undefined ? { clip: [P.clip[0], P.clip[1]] as [number, number] } : {}),
+  });
   const workers = Math.max(1, Math.min(opts.workers ?? P.parallelFolds ?? 1, P.folds > 1 ? P.folds : 1));
   const stacks = prepareStacks(stacksRaw, params.clip, { shared: workers > 1 });
   const loadSeconds = (performance.now() - tLoad) / 1000;
@@ -1191,7 +1217,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
             metrics,
             evaluation: { method, selectionMetric: P.selectionMetric, folds: P.folds },
             license,
-            description: `CBR slice classifier (OAP/IN/OBS) after Ho & Kim, Sci Rep 11:1839 (2021), protocol ${P.name}`,
+            description: `${isImagenetArchitecture(P.architecture) ? canonicalArchitecture(P.architecture) : 'CBR'} slice classifier (OAP/IN/OBS) after Ho & Kim, Sci Rep 11:1839 (2021), protocol ${P.name}`,
           }),
         );
       } finally {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { APPLICATIONS, buildApplicationBase, HEAD_LAYERS } from '../../src/training/models/applications.js';
-import { applyDepth, isTrainableAt } from '../../src/training/models/freeze.js';
+import { applyDepth, isBnInInferenceMode, isTrainableAt } from '../../src/training/models/freeze.js';
 import { CustomScaleLayer } from '../../src/training/models/keras-layers.js';
 import { makeDivisible } from '../../src/training/models/mobilenet.js';
 import { buildModel, canonicalArchitecture, countParams, lastConvLayerName, trainableArchitectures } from '../../src/training/models/index.js';
@@ -222,6 +222,26 @@ describe('fine-tuning depth', () => {
     expect(names).not.toContain('conv5_block2_3_conv/kernel');
     // conv5_block3: preact_bn γ β, 1_conv kernel, 1_bn γ β, 2_conv kernel, 2_bn γ β, 3_conv kernel + bias
     expect(names.filter((n) => n.startsWith('conv5_block3_'))).toHaveLength(10);
+    m.dispose();
+  });
+
+  it('frozen BatchNormalization runs in inference mode (moving statistics kept); unfrozen it updates them', () => {
+    const m = buildModel('mobilenet', { inputSize: 32, seed: 1, alpha: 0.25 });
+    const bn = m.getLayer('conv1_bn');
+    const mean = () => Array.from(bn.getWeights()[2].dataSync());
+    const x = tf.randomUniform([2, 32, 32, 3], -1, 1, 'float32', 5);
+    const before = mean();
+    applyDepth(m, 'mobilenet', 0);
+    expect(isBnInInferenceMode(bn)).toBe(true);
+    const frozenOut = tf.tidy(() => Array.from((m.apply(x, { training: true }) as tf.Tensor).dataSync()));
+    const inferOut = tf.tidy(() => Array.from((m.apply(x, { training: false }) as tf.Tensor).dataSync()));
+    expect(mean()).toEqual(before);
+    expect(frozenOut.map((v) => v.toFixed(5))).toEqual(inferOut.map((v) => v.toFixed(5)));
+    applyDepth(m, 'mobilenet', 'full');
+    expect(isBnInInferenceMode(bn)).toBe(false);
+    tf.tidy(() => m.apply(x, { training: true }) as tf.Tensor);
+    expect(mean()).not.toEqual(before);
+    x.dispose();
     m.dispose();
   });
 

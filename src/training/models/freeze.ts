@@ -8,12 +8,39 @@
  *
  * The paper's code froze `model.layers[:depths[i]]` by index; the name rules select exactly the same weighted
  * layers (test/unit/training-imagenet.test.ts checks them against the paper's indices).
+ *
+ * Frozen BatchNormalization layers run in inference mode (their ImageNet moving statistics, never updated),
+ * as in tf.keras 2: tf.layers' BN would otherwise normalise with batch statistics and overwrite the moving
+ * ones during training even when `trainable` is false. (Standalone Keras 2.2, which the paper used, kept the
+ * moving statistics but still normalised frozen BN with batch statistics while training; VGG16 has no BN.)
  */
 
 import type * as tf from '@tensorflow/tfjs';
 import { APPLICATIONS, applicationKey, HEAD_LAYERS } from './applications.js';
 
 export type FineTuneDepth = 0 | 1 | 'full';
+
+type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];
+const inferenceModeBn = new WeakSet<object>();
+
+/** Makes a BatchNormalization layer ignore `training: true` (frozen) or restores its own `call`. */
+function setBnInferenceMode(layer: tf.layers.Layer, frozen: boolean): void {
+  if (layer.getClassName() !== 'BatchNormalization') return;
+  const l = layer as unknown as { call: CallFn };
+  if (frozen && !inferenceModeBn.has(layer)) {
+    const own = l.call.bind(layer);
+    l.call = (inputs, kwargs) => own(inputs, { ...kwargs, training: false });
+    inferenceModeBn.add(layer);
+  } else if (!frozen && inferenceModeBn.has(layer)) {
+    delete (l as { call?: CallFn }).call; // back to the prototype's call
+    inferenceModeBn.delete(layer);
+  }
+}
+
+/** Whether a BatchNormalization layer currently runs in inference mode because it is frozen. */
+export function isBnInInferenceMode(layer: tf.layers.Layer): boolean {
+  return inferenceModeBn.has(layer);
+}
 
 export interface DepthResult {
   depth: FineTuneDepth;
@@ -44,6 +71,7 @@ export function applyDepth(model: tf.LayersModel, arch: string, depth: FineTuneD
   for (const layer of model.layers) {
     const on = isTrainableAt(arch, layer.name, depth);
     layer.trainable = on;
+    setBnInferenceMode(layer, !on);
     if (layer.weights.length === 0) continue;
     (on ? trainableLayers : frozenLayers).push(layer.name);
   }
