@@ -492,7 +492,7 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
   } else {
     model = buildModel(P.architecture, { inputSize: P.inputSize, seed: job.seed, padding: P.padding, alpha: P.alpha });
     if (P.weights === 'imagenet') {
-      const w = await loadImagenetWeights(model, P.architecture, P.weightsDir);
+      const w = await loadImagenetWeights(model, P.architecture, P.weightsDir, P.alpha ?? 1);
       hooks.log('info', { job: job.name, weights: w.path, layers: w.assigned.length, verified: w.verified }, 'ImageNet weights loaded');
     }
   }

@@ -68,6 +68,10 @@ describe('protocol schema (single runs and grids)', () => {
     expect(imagenetWeightsPath('VGG16', '/w')).toBe('/w/vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5');
     expect(imagenetWeightsPath('nasnet_mobile', '/w')).toBe('/w/NASNet-mobile-no-top.h5');
     expect(() => imagenetWeightsPath('cbr_small')).toThrow(/no ImageNet weights/);
+    expect(imagenetWeightsPath('mobilenet', '/w', 0.25)).toBe('/w/mobilenet_2_5_224_tf_no_top.h5');
+    expect(imagenetWeightsPath('mobilenet_v2_a35', '/w', 0.35)).toBe('/w/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5');
+    expect(imagenetWeightsPath('mobilenetv2', '/w')).toBe('/w/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5');
+    expect(() => imagenetWeightsPath('mobilenet', '/w', 0.3)).toThrow(/alpha 0.25, 0.5, 0.75, 1/);
     const sums = parseSha256Sums(`${'a'.repeat(64)}  vgg16.h5\n${'B'.repeat(64)} *x.h5\nnoise\n`);
     expect(sums.get('vgg16.h5')).toBe('a'.repeat(64));
     expect(sums.get('x.h5')).toBe('b'.repeat(64));
@@ -110,7 +114,7 @@ describe('sax-range train: one ImageNet cell end to end (WASM)', () => {
     src.dispose();
     const { mkdirSync } = await import('node:fs');
     mkdirSync(weightsDir, { recursive: true });
-    await writeKerasH5(imagenetWeightsPath('mobilenet', weightsDir), layout);
+    await writeKerasH5(imagenetWeightsPath('mobilenet', weightsDir, 0.25), layout);
     const out = join(root, 'd0');
     const r = await runTraining({ protocol: { ...cell, weights: 'imagenet', weightsDir, depth: 0 }, dataset: 'phantom:2:4', out, backend: 'wasm', progress: false, phantomRows: 96 });
     expect(r.card?.architectureOptions).toMatchObject({ weights: 'imagenet', depth: 0 });
@@ -130,7 +134,7 @@ describe('sax-range train: one ImageNet cell end to end (WASM)', () => {
   it('grid-only settings are refused by a single run with a clear message', async () => {
     await expect(runTraining({ protocol: { ...cell, heldOutTest: 'test-dataset' }, dataset: 'phantom:2:4', out: join(root, 'x1'), progress: false })).rejects.toThrow(/heldOutTest/);
     await expect(runTraining({ protocol: { ...cell, weights: 'imagenet', weightsDir: join(root, 'nowhere') }, dataset: 'phantom:2:4', out: join(root, 'x2'), backend: 'wasm', progress: false, phantomRows: 96 })).rejects.toThrow(
-      /mobilenet_1_0_224_tf_no_top\.h5 not found \(get https:\/\/storage\.googleapis\.com\/tensorflow\/keras-applications\/mobilenet\//,
+      /mobilenet_2_5_224_tf_no_top\.h5 not found \(get https:\/\/storage\.googleapis\.com\/tensorflow\/keras-applications\/mobilenet\/mobilenet_2_5_224_tf_no_top\.h5;/,
     );
   }, 60_000);
 });

@@ -175,6 +175,27 @@ export const APPLICATIONS: Readonly<Record<string, ApplicationSpec>> = {
   }),
 };
 
+/**
+ * Release file name of an architecture's notop weights at width `alpha` (MobileNet V1/V2 have one file per
+ * α, as Keras names them: `mobilenet_2_5_224_tf_no_top.h5` for α 0.25, `…_0.35_224_no_top.h5` for V2 α 0.35;
+ * the 224-row files, whose notop weights Keras also loads for other input sizes).
+ */
+export function weightsFileFor(key: string, alpha = 1): string {
+  const s = APPLICATIONS[key];
+  if (!s) throw new RangeError(`unknown ImageNet architecture '${key}'`);
+  if (key === 'mobilenet') {
+    const text: Record<number, string> = { 1: '1_0', 0.75: '7_5', 0.5: '5_0', 0.25: '2_5' };
+    if (!text[alpha]) throw new RangeError(`MobileNet: ImageNet weights exist for alpha 0.25, 0.5, 0.75, 1 (got ${alpha})`);
+    return `mobilenet_${text[alpha]}_224_tf_no_top.h5`;
+  }
+  if (key === 'mobilenetv2') {
+    if (![0.35, 0.5, 0.75, 1, 1.3, 1.4].includes(alpha)) throw new RangeError(`MobileNetV2: ImageNet weights exist for alpha 0.35, 0.5, 0.75, 1, 1.3, 1.4 (got ${alpha})`);
+    return `mobilenet_v2_weights_tf_dim_ordering_tf_kernels_${Number.isInteger(alpha) ? alpha.toFixed(1) : String(alpha)}_224_no_top.h5`;
+  }
+  if (alpha !== 1) throw new RangeError(`${s.kerasName} has no width multiplier (alpha ${alpha})`);
+  return s.weightsFile;
+}
+
 /** Paper-code and Keras spellings → registry key (case-insensitive, '-' = '_'). */
 const ALIASES: Readonly<Record<string, string>> = {
   vgg_16: 'vgg16',

@@ -10,16 +10,16 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
-import { APPLICATIONS, applicationKey } from './applications.js';
+import { APPLICATIONS, applicationKey, KERAS_APPLICATIONS_URL, weightsFileFor } from './applications.js';
 import { KerasWeightsError, loadKerasWeights, type AssignReport } from './keras-h5.js';
 
 export const DEFAULT_IMAGENET_WEIGHTS_DIR = 'models/imagenet';
 
-/** Path of an architecture's weight file in `dir` (not checked for existence). */
-export function imagenetWeightsPath(arch: string, dir = DEFAULT_IMAGENET_WEIGHTS_DIR): string {
+/** Path of an architecture's weight file in `dir` at width `alpha` (not checked for existence). */
+export function imagenetWeightsPath(arch: string, dir = DEFAULT_IMAGENET_WEIGHTS_DIR, alpha = 1): string {
   const key = applicationKey(arch);
   if (!key) throw new RangeError(`'${arch}' has no ImageNet weights (known: ${Object.keys(APPLICATIONS).join(', ')})`);
-  return join(dir, APPLICATIONS[key].weightsFile);
+  return join(dir, weightsFileFor(key, alpha));
 }
 
 /** Parses `sha256sum` output: `<hex>  <file>` per line. */
@@ -42,23 +42,25 @@ export interface ImagenetLoadReport extends AssignReport {
  * Loads the ImageNet weights of `arch` from `dir` into `model`'s base. Throws a KerasWeightsError naming the
  * file and where to get it when it is missing, and when a checksum does not match.
  */
-export async function loadImagenetWeights(model: tf.LayersModel, arch: string, dir = DEFAULT_IMAGENET_WEIGHTS_DIR): Promise<ImagenetLoadReport> {
+export async function loadImagenetWeights(model: tf.LayersModel, arch: string, dir = DEFAULT_IMAGENET_WEIGHTS_DIR, alpha = 1): Promise<ImagenetLoadReport> {
   const key = applicationKey(arch)!;
   const spec = APPLICATIONS[key];
-  const path = imagenetWeightsPath(key, dir);
+  const file = weightsFileFor(key, alpha);
+  const path = join(dir, file);
+  const url = file === spec.weightsFile ? spec.weightsUrl : `${KERAS_APPLICATIONS_URL}/${spec.weightsUrl.split('/').slice(-2, -1)[0]}/${file}`;
   if (!existsSync(path)) {
-    throw new KerasWeightsError(`ImageNet weights for ${spec.kerasName}: ${path} not found (get ${spec.weightsUrl}; docs/training.md "ImageNet weights")`);
+    throw new KerasWeightsError(`ImageNet weights for ${spec.kerasName}: ${path} not found (get ${url}; docs/training.md "ImageNet weights")`);
   }
   const bytes = await readFile(path);
   const verified: string[] = [];
-  if (spec.weightsMd5) {
+  if (spec.weightsMd5 && file === spec.weightsFile) {
     const md5 = createHash('md5').update(bytes).digest('hex');
     if (md5 !== spec.weightsMd5) throw new KerasWeightsError(`ImageNet weights ${path}: md5 ${md5}, Keras publishes ${spec.weightsMd5} (corrupt or another file)`);
     verified.push('md5 (Keras)');
   }
   const sums = join(dir, 'SHA256SUMS');
   if (existsSync(sums)) {
-    const want = parseSha256Sums(await readFile(sums, 'utf8')).get(spec.weightsFile);
+    const want = parseSha256Sums(await readFile(sums, 'utf8')).get(file);
     if (want) {
       const got = createHash('sha256').update(bytes).digest('hex');
       if (got !== want) throw new KerasWeightsError(`ImageNet weights ${path}: sha256 ${got}, ${sums} says ${want}`);
