@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 
 export interface CustomScaleLayerArgs {
   name?: string;
+  trainable?: boolean;
   /** Residual scale: output = inputs[0] + scale · inputs[1]. */
   scale: number;
 }
@@ -22,7 +23,7 @@ export class CustomScaleLayer extends tf.layers.Layer {
   readonly scale: number;
 
   constructor(args: CustomScaleLayerArgs) {
-    super({ name: args.name });
+    super({ name: args.name, trainable: args.trainable });
     if (!Number.isFinite(args.scale)) throw new RangeError(`CustomScaleLayer: finite scale expected, got ${args.scale}`);
     this.scale = args.scale;
   }
