@@ -2,7 +2,7 @@
  * `npm run bench`: runs every benchmark in turn (never part of `npm test`). Each prints its own table rows;
  * copy them into BENCHMARKS.md with the machine line this script prints first.
  * Benchmarks that need ../shared/data/acdc are skipped with a message when it is absent.
- * Usage: npm run bench [-- name ...]   (names: ingest, edes-acdc, inference, train, e2e, scale, malformed)
+ * Usage: npm run bench [-- name ...]   (names: ingest, edes-acdc, inference, train, e2e, scale, malformed, load)
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -19,6 +19,7 @@ const all: Array<{ name: string; args: string[]; needs?: string }> = [
   { name: 'e2e', args: [] },
   { name: 'malformed', args: [] },
   { name: 'scale', args: [] },
+  { name: 'load', args: [] },
 ];
 const wanted = process.argv.slice(2);
 const cpu = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1] ?? 'unknown CPU';
