@@ -123,18 +123,51 @@ export function buildProgram(): Command {
 
   program
     .command('train')
-    .description('train with a protocol (patient-level cross-validation, then a final model) and write the model dir and report')
-    .requiredOption('--protocol <file>', 'protocol JSON (config/protocols/*.json)')
-    .requiredOption('--dataset <spec>', 'acdc:DIR, phantom:COUNT[:SEED], joined with +')
-    .requiredOption('--out <dir>', 'output folder (model/, cv.json, report.md, checkpoints/)')
-    .option('--resume', 'continue from <out>/checkpoints after an interruption', false)
+    .description('train with a protocol (patient-level cross-validation, then a final model) and write the model dir and report; a grid protocol (paper.json, quick.json) runs every cell')
+    .requiredOption('--protocol <file>', 'protocol JSON (config/protocols/*.json): one run, or a grid')
+    .requiredOption('--dataset <spec>', 'acdc:DIR, dicom:DIR, labels:[DIR], phantom:COUNT[:SEED], joined with +')
+    .requiredOption('--out <dir>', 'output folder (one run: model/, cv.json, report.md, checkpoints/; a grid: run.json, cells/<id>/)')
+    .option('--resume', 'continue the run in <out> after an interruption', false)
     .option('--workers <n>', 'folds trained at once (worker threads)', int('workers'))
+    .option('--test-dataset <spec>', "grid with heldOutTest 'test-dataset': the held-out test subjects")
+    .option('--weights-dir <dir>', 'grid: folder of the Keras *_notop.h5 ImageNet weights (overrides the protocol weightsDir)')
+    .option('--progress-seconds <n>', 'grid: seconds between grid progress lines', int('progress-seconds'), 60)
     .addOption(backend())
     .action(async (o) => {
       const { runTraining } = await import('./training/train.js');
       const logger = createLogger();
+      const { loadProtocolFile } = await import('./training/protocol.js');
+      if ((await loadProtocolFile(o.protocol)).kind === 'grid') {
+        const { runGrid } = await import('./training/grid.js');
+        const g = await runGrid({
+          protocol: o.protocol,
+          dataset: o.dataset,
+          testDataset: o.testDataset,
+          out: o.out,
+          weightsDir: o.weightsDir,
+          backend: o.backend,
+          resume: o.resume,
+          workers: o.workers,
+          progressSeconds: o.progressSeconds,
+          logger,
+        });
+        console.log(JSON.stringify({ out: o.out, cells: g.cells.map((c) => ({ id: c.id, status: c.status, selectedEpoch: c.result.final.epochs, testAccuracy: c.result.test?.summary.all.argmax.accuracy ?? null })) }));
+        return;
+      }
+      if (o.testDataset || o.weightsDir) throw new Error('--test-dataset and --weights-dir are for grid protocols');
       const r = await runTraining({ protocol: o.protocol, dataset: o.dataset, out: o.out, backend: o.backend, resume: o.resume, workers: o.workers, logger });
       console.log(JSON.stringify({ out: o.out, model: r.modelDir ?? null, selectedEpoch: r.selectedEpoch, cvFoldMean: r.cv?.foldMean ?? null }));
+    });
+
+  program
+    .command('report')
+    .description('the training report of a grid run folder: index.html with PNG figures (Tables 1 and 2, training curves, confusion matrices, t-SNE, Grad-CAM grid)')
+    .requiredOption('--run <dir>', 'run folder (run.json, cells/<id>/)')
+    .option('--out <dir>', 'output folder (default <run>/report)')
+    .action(async (o) => {
+      const { buildReport } = await import('./training/report/index.js');
+      const r = await buildReport({ run: o.run, out: o.out, log: (line) => process.stderr.write(`${line}\n`) });
+      console.log(JSON.stringify({ html: r.html, json: r.json, figures: r.figures.length, cells: r.cells.length }));
     });
 
   return program;

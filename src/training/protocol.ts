@@ -47,8 +47,13 @@ const CommonFields = {
   evalBatchSize: z.number().int().min(1).max(512).default(64),
   /** A progress line every N batches (default: about 10 per epoch). */
   progressEvery: z.number().int().min(1).optional(),
-  /** Held-out test evaluation of the final model: 'none', or the `--test-dataset` spec (subjects never seen in CV). */
-  heldOutTest: z.enum(['none', 'test-dataset']).default('none'),
+  /**
+   * Held-out test evaluation of the final model (grid runs, grid.ts): 'none'; 'split' = a seeded, patient-level
+   * share of the dataset (`testFraction`) split off before CV; 'test-dataset' = the `--test-dataset` spec.
+   */
+  heldOutTest: z.enum(['none', 'split', 'test-dataset']).default('none'),
+  /** Share of the subjects held out by `heldOutTest: 'split'` (1/k of a seeded k-fold split, k = round(1/fraction)); default 0.2. */
+  testFraction: z.number().gt(0).lte(0.5).optional(),
 };
 
 /** Fields of one model to train (a protocol file without `grid`, or one expanded grid cell). */

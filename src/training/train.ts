@@ -40,7 +40,7 @@ import { packageVersion } from '../version.js';
 import { buildBatch, epochPlan, evalPlan, prepareStacks, type PreparedStack } from './data/samples.js';
 import { combinedLicense, loadDataset } from './data/spec.js';
 import { foldSets, kFoldSplit, subsetSubjects } from './data/split.js';
-import { labelCounts, type DatasetPartInfo, type LabelledSubject, type SliceLabel } from './data/types.js';
+import { labelCounts, type DatasetPartInfo, type LabelledDataset, type LabelledSubject, type SliceLabel } from './data/types.js';
 import { evaluatePredictions, meanStd, type EvaluationSummary, type StackMetrics, type StackPrediction } from './metrics.js';
 import { installFastBatchNormGradient } from './models/batchnorm-gradient.js';
 import { applyDepth } from './models/freeze.js';
@@ -304,6 +304,8 @@ export interface JobContext {
   license: { data: string; citation: string };
   resume: boolean;
   hooks: JobHooks;
+  /** Model dir a job starts from instead of a fresh build (a depth-1 grid cell: the depth-0 final model). */
+  initialModel?: string;
 }
 
 function compact(m: StackMetrics['argmax']): CompactMetrics {
@@ -489,6 +491,9 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
   if (state.current && state.epochsDone > 0) {
     ({ model } = await loadModelDir(join(job.dir, state.current)));
     hooks.log('info', { job: job.name, epoch: state.epochsDone }, 'resuming from checkpoint');
+  } else if (ctx.initialModel) {
+    ({ model } = await loadModelDir(ctx.initialModel));
+    hooks.log('info', { job: job.name, from: ctx.initialModel }, 'starting from a trained model');
   } else {
     model = buildModel(P.architecture, { inputSize: P.inputSize, seed: job.seed, padding: P.padding, alpha: P.alpha });
     if (P.weights === 'imagenet') {
@@ -657,6 +662,7 @@ interface WorkerInit {
   datasets: string[];
   license: { data: string; citation: string };
   resume: boolean;
+  initialModel?: string;
 }
 
 type FromWorker =
@@ -818,6 +824,7 @@ async function workerMain(): Promise<void> {
     license: init.license,
     resume: init.resume,
     hooks,
+    initialModel: init.initialModel,
   };
   port.on('message', (m: { type: 'run'; job: JobSpec }) => {
     if (m.type !== 'run') return;
@@ -859,6 +866,13 @@ export interface RunTrainingOptions {
   progress?: boolean | ((line: string) => void);
   /** Phantom image size override (tests: smaller, faster phantoms). */
   phantomRows?: number;
+  /** Set by the grid runner (grid.ts): the dataset already loaded (and split), a start model, the test done by the caller. */
+  gridCell?: {
+    /** The subjects to train on (`dataset` then only names them in records). */
+    data: LabelledDataset;
+    /** Start from this model dir (startFrom 'depth0-final'); `id` identifies it in checkpoint fingerprints. */
+    initialModel?: { dir: string; id: string };
+  };
 }
 
 export interface SelectedCurvePoint {
@@ -1044,8 +1058,9 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
   const t0 = performance.now();
   const P: Protocol = typeof opts.protocol === 'string' ? await loadProtocol(opts.protocol) : parseProtocol(opts.protocol);
   canonicalArchitecture(P.architecture);
-  if (P.startFrom === 'depth0-final') throw new ProtocolError(`protocol ${P.name}: startFrom 'depth0-final' needs the grid runner (it trains the depth-0 cells first), not a single run`);
-  if (P.heldOutTest !== 'none') throw new ProtocolError(`protocol ${P.name}: heldOutTest '${P.heldOutTest}' is not implemented by a single training run yet`);
+  const grid = opts.gridCell;
+  if (P.startFrom === 'depth0-final' && !grid?.initialModel) throw new ProtocolError(`protocol ${P.name}: startFrom 'depth0-final' needs the grid runner (it trains the depth-0 cells first), not a single run`);
+  if (P.heldOutTest !== 'none' && !grid) throw new ProtocolError(`protocol ${P.name}: heldOutTest '${P.heldOutTest}' needs the grid runner (a grid protocol: docs/training.md), not a single run`);
   if (P.weights === 'imagenet' && !isImagenetArchitecture(P.architecture)) throw new ProtocolError(`protocol ${P.name}: '${P.architecture}' has no ImageNet weights`);
   if (P.folds === 1 && !P.finalModel) throw new ProtocolError(`protocol ${P.name}: folds = 1 and finalModel = false leaves nothing to train`);
   const out = resolve(opts.out);
@@ -1060,7 +1075,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
   installFastBatchNormGradient();
 
   const tLoad = performance.now();
-  const ds = await loadDataset(opts.dataset, { phantomRows: opts.phantomRows });
+  const ds = grid?.data ?? (await loadDataset(opts.dataset, { phantomRows: opts.phantomRows }));
   let subjects: LabelledSubject[] = ds.subjects;
   if (P.maxSubjects && P.maxSubjects < subjects.length) {
     const keep = new Set(subsetSubjects(subjects, P.maxSubjects, P.seed));
@@ -1086,7 +1101,12 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
     stacks.filter((s) => ids.has(s.subject)).reduce((a, s) => a + s.labels.reduce((b, l) => b + (l === 'IN' ? 1 : P.oversample), 0), 0);
   const batchesPerEpoch = (ids: Set<string>) => Math.ceil(samplesPerEpoch(ids) / P.batchSize);
 
-  const baseFp = { protocol: resultProtocol(P), dataset: opts.dataset, subjects: subjects.map((s) => s.id) };
+  const baseFp = {
+    protocol: resultProtocol(P),
+    dataset: opts.dataset,
+    subjects: subjects.map((s) => s.id),
+    ...(grid?.initialModel ? { initialModel: grid.initialModel.id } : {}),
+  };
   const split = P.folds > 1 ? kFoldSplit(subjects, P.folds, P.seed) : [];
   const jobsTotal = (P.folds > 1 ? P.folds : 0) + (P.finalModel ? 1 : 0);
   const cvJobs: JobSpec[] = split.map((_, i) => {
@@ -1119,10 +1139,11 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
     note: (line) => progress.note(line),
     log: (level, obj, msg) => (level === 'debug' ? log?.debug?.(obj, msg) : log?.[level](obj, msg)),
   };
-  const ctx: JobContext = { protocol: P, params, stacks, backend: sel.name, datasets, license, resume: !!opts.resume, hooks };
+  const initialModel = grid?.initialModel?.dir;
+  const ctx: JobContext = { protocol: P, params, stacks, backend: sel.name, datasets, license, resume: !!opts.resume, hooks, initialModel };
   const runner: JobRunner =
     workers > 1
-      ? poolRunner(workers, { backend: sel.name, stacks, protocol: P, params, datasets, license, resume: !!opts.resume }, hooks)
+      ? poolRunner(workers, { backend: sel.name, stacks, protocol: P, params, datasets, license, resume: !!opts.resume, initialModel }, hooks)
       : inProcessRunner(ctx);
 
   let cv: CvResult | undefined;

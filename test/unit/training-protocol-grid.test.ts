@@ -19,7 +19,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 describe('protocol schema (single runs and grids)', () => {
   it('the existing protocols still parse, with the new fields at their defaults', async () => {
-    for (const f of ['ci', 'quick', 'shipped']) {
+    for (const f of ['ci', 'shipped']) {
       const p = await loadProtocol(`config/protocols/${f}.json`);
       expect(p.weights).toBe('none');
       expect(p.startFrom).toBe('init');

@@ -8,7 +8,7 @@ import { selectBackend } from '../../src/inference/backend.js';
 import { loadModelDir, ModelCardSchema } from '../../src/inference/model-dir.js';
 import { preprocessParamsFor, type PreprocessParams } from '../../src/inference/preprocess.js';
 import { loadPhantom, prepareStacks } from '../../src/training/data/index.js';
-import { loadProtocol, parseProtocol, type Protocol } from '../../src/training/protocol.js';
+import { loadProtocol, loadProtocolFile, parseProtocol, type Protocol } from '../../src/training/protocol.js';
 import { formatDuration, TrainingProgress } from '../../src/training/progress.js';
 import { categoricalCrossentropy, KerasSgd, predictPreparedStacks, runTraining, trainJob, type JobContext, type JobSpec } from '../../src/training/train.js';
 
@@ -37,13 +37,14 @@ const CI: Protocol = parseProtocol({
 });
 
 describe('protocol files', () => {
-  it('config/protocols/ci.json and quick.json validate', async () => {
+  it('config/protocols/ci.json and quick.json (a grid) validate', async () => {
     const ci = await loadProtocol('config/protocols/ci.json');
     expect(ci.folds).toBe(2);
-    const quick = await loadProtocol('config/protocols/quick.json');
-    expect(quick.folds).toBe(5);
-    expect(quick.momentum).toBe(0.9);
-    expect(quick.nesterov).toBe(true);
+    const quick = await loadProtocolFile('config/protocols/quick.json');
+    if (quick.kind !== 'grid') throw new Error('quick.json should be a grid');
+    expect(quick.grid.folds).toBe(5);
+    expect(quick.grid.momentum).toBe(0.9);
+    expect(quick.grid.nesterov).toBe(true);
   });
 
   it('defaults and clear errors (unknown keys refused)', () => {

@@ -80,3 +80,18 @@ export function subsetSubjects(subjects: readonly SplitSubject[], max: number, s
   }
   return out.sort();
 }
+
+/**
+ * Held-out test subjects, split off before cross-validation: the first fold of a seeded k-fold split
+ * (stratified by group like `kFoldSplit`) with k = round(1 / fraction), at least 2. `seed` should differ
+ * from the CV seed (grid.ts: hashSeed(seed, "test")). Returns sorted id lists.
+ */
+export function holdOutSplit(subjects: readonly SplitSubject[], fraction: number, seed: number): { trainVal: string[]; test: string[] } {
+  if (!(fraction > 0 && fraction <= 0.5)) throw new RangeError(`testFraction must be in (0, 0.5], got ${fraction}`);
+  const k = Math.max(2, Math.round(1 / fraction));
+  if (subjects.length < k) throw new RangeError(`held-out test split: ${subjects.length} subjects are too few for testFraction ${fraction} (needs ${k})`);
+  const folds = kFoldSplit(subjects, k, seed);
+  const test = [...folds[0]];
+  const inTest = new Set(test);
+  return { trainVal: subjects.map((s) => s.id).filter((id) => !inTest.has(id)).sort(), test };
+}
