@@ -77,13 +77,13 @@ describe('dataset specs', () => {
     expect(() => parseDatasetSpec('/just/a/path')).toThrow(/has no kind/);
   });
 
-  it('loads phantom data, refuses duplicates and kinds not yet loadable', async () => {
+  it('loads phantom data, refuses duplicates and a dicom: folder without labels.csv', async () => {
     const ds = await loadDataset('phantom:2:3', { phantomRows: 64 });
     expect(ds.subjects).toHaveLength(2);
     expect(ds.parts[0]).toMatchObject({ kind: 'phantom', subjects: 2, stacks: 4 });
     for (const s of ds.subjects) for (const st of s.stacks) expect(isRangeLabelling(st.labels)).toBe(true);
     await expect(loadDataset('phantom:2:3+phantom:2:3', { phantomRows: 64 })).rejects.toThrow(/appears twice/);
-    await expect(loadDataset('dicom:/nowhere')).rejects.toThrow(/not supported for training yet/);
+    await expect(loadDataset('dicom:/nowhere')).rejects.toThrow(/dicom:\/nowhere: cannot read \/nowhere\/labels\.csv \(ENOENT\)/);
   });
 });
 

@@ -47,33 +47,72 @@ async function findInstance(spool: Spool, doc: Result, sopInstanceUID: string): 
   return undefined;
 }
 
+/** A slice of a labelled stack, apex → base, as the dataset loaders (`labels:`, `dicom:`) find it. */
+export interface LabelledSliceRef {
+  /** Slice index in the source stack (becomes `sourceSlices`). */
+  index: number;
+  sopInstanceUID: string;
+  /** The slice's label; undefined = not labelled (the stack is then skipped). */
+  label?: SliceLabel;
+}
+
 /**
- * One phase of one stack as a LabelledStack, or the reason it cannot be one. `human` maps a slice index to
- * its human label.
+ * One phase of one stack as a LabelledStack, or the reason it cannot be one (shared by `labels:` and
+ * `dicom:`): every slice labelled, one SOP instance per slice, labels of the form OAP* IN+ OBS*, the pixels
+ * of one size. `locate` finds a slice's file and frame, or says why it cannot. `labelled` is the word for
+ * "has a label" in the reason (`confirmed` for the labeller's human labels).
  */
-async function stackOf(spool: Spool, doc: Result, phase: 'ED' | 'ES', human: Map<number, LabelRecord>): Promise<LabelledStack | string> {
-  const where = `study ${doc.studyInstanceUID} stack ${doc.stackId} ${phase}`;
-  const slices = doc.phases[phase].slices;
-  const confirmed = slices.filter((s) => human.get(s.index)?.sopInstanceUID === s.sopInstanceUID).length;
-  if (confirmed < slices.length) return `${where}: ${confirmed} of ${slices.length} slices confirmed`;
+export async function labelledStackOf(
+  where: string,
+  subject: string,
+  phase: 'ED' | 'ES',
+  slices: readonly LabelledSliceRef[],
+  locate: (s: LabelledSliceRef) => Promise<{ path: string; frame?: number } | string>,
+  labelled = 'labelled',
+): Promise<LabelledStack | string> {
+  const done = slices.filter((s) => s.label !== undefined).length;
+  if (done < slices.length) return `${where}: ${done} of ${slices.length} slices ${labelled}`;
   if (new Set(slices.map((s) => s.sopInstanceUID)).size < slices.length) {
     return `${where}: slices share SOP instances (multi-frame); labels name instances, not frames`;
   }
-  const labels: SliceLabel[] = slices.map((s) => human.get(s.index)!.label);
+  const labels: SliceLabel[] = slices.map((s) => s.label!);
   if (!isRangeLabelling(labels)) return `${where}: labels ${labels.join(' ')} are not of the form OAP* IN+ OBS*`;
   const images: Float32Array[] = [];
   let rows = 0;
   let columns = 0;
   for (const s of slices) {
-    const path = await findInstance(spool, doc, s.sopInstanceUID);
-    if (!path) return `${where}: SOP instance ${s.sopInstanceUID} is not in the spool`;
-    const f = await decodeFrame(path, 0);
+    const at = await locate(s);
+    if (typeof at === 'string') return `${where}: ${at}`;
+    const f = await decodeFrame(at.path, at.frame ?? 0);
     if (images.length && (f.rows !== rows || f.columns !== columns)) return `${where}: slices differ in size`;
     rows = f.rows;
     columns = f.columns;
     images.push(f.data);
   }
-  return { subject: `labels-${doc.studyInstanceUID}`, phase, images, rows, columns, labels, sourceSlices: slices.map((s) => s.index) };
+  return { subject, phase, images, rows, columns, labels, sourceSlices: slices.map((s) => s.index) };
+}
+
+/**
+ * One phase of one stack of the labeller's store. `human` maps a slice index to its human label (a label
+ * saved for another instance at that index does not count).
+ */
+async function stackOf(spool: Spool, doc: Result, phase: 'ED' | 'ES', human: Map<number, LabelRecord>): Promise<LabelledStack | string> {
+  const where = `study ${doc.studyInstanceUID} stack ${doc.stackId} ${phase}`;
+  const slices = doc.phases[phase].slices.map((s) => {
+    const h = human.get(s.index);
+    return { index: s.index, sopInstanceUID: s.sopInstanceUID, ...(h?.sopInstanceUID === s.sopInstanceUID ? { label: h.label } : {}) };
+  });
+  return labelledStackOf(
+    where,
+    `labels-${doc.studyInstanceUID}`,
+    phase,
+    slices,
+    async (s) => {
+      const path = await findInstance(spool, doc, s.sopInstanceUID);
+      return path ? { path } : `SOP instance ${s.sopInstanceUID} is not in the spool`;
+    },
+    'confirmed',
+  );
 }
 
 /** Loads the labeller's store (see the module comment). */

@@ -6,6 +6,7 @@
 
 import { resolve } from 'node:path';
 import { loadAcdc } from './acdc.js';
+import { DICOM_LICENSE, loadDicomDataset } from './dicom.js';
 import { LABELS_LICENSE, loadLabelStore } from './labels.js';
 import { loadPhantom, parsePhantomSpec, PHANTOM_LICENSE } from './phantom.js';
 import type { DatasetPartInfo, LabelledDataset, LabelledSubject } from './types.js';
@@ -67,8 +68,8 @@ export interface LoadDatasetOptions {
 
 /**
  * Loads every part of a spec and joins them. Subject ids must be unique across parts (joining the same
- * folder twice is an error). `labels:[DATADIR]` reads the labeller's store (./labels.ts); `dicom:` is parsed
- * but not loadable yet (issue 5).
+ * folder twice is an error). `labels:[DATADIR]` reads the labeller's store (./labels.ts); `dicom:DIR` DICOM
+ * files with DIR/labels.csv (./dicom.ts).
  */
 export async function loadDataset(spec: string, opts: LoadDatasetOptions = {}): Promise<LabelledDataset> {
   const parts = parseDatasetSpec(spec);
@@ -93,12 +94,19 @@ export async function loadDataset(spec: string, opts: LoadDatasetOptions = {}): 
         license = { ...LABELS_LICENSE };
         break;
       }
+      case 'dicom': {
+        const r = await loadDicomDataset(part.dir);
+        subs = r.subjects;
+        skipped = r.skipped;
+        license = { ...DICOM_LICENSE };
+        break;
+      }
       case 'phantom':
         subs = loadPhantom(part.count, part.seed, opts.phantomRows ? { rows: opts.phantomRows } : {});
         license = { ...PHANTOM_LICENSE };
         break;
       default:
-        throw new DatasetSpecError(`dataset kind '${part.kind}' (${part.spec}) is not supported for training yet (issue 5); use acdc:, labels: or phantom:`);
+        throw new DatasetSpecError(`dataset kind '${(part as DatasetSpecPart).kind}' (${(part as DatasetSpecPart).spec}) is not supported for training`);
     }
     infos.push({
       spec: part.spec,
