@@ -12,23 +12,25 @@
  */
 
 import { existsSync, readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
 import { appendFile, mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import { selectBackend, type BackendPreference } from '../inference/backend.js';
-import { argmaxLabels, decodeRange } from '../inference/decode.js';
+import { argmaxLabels, decodeRange, LABELS } from '../inference/decode.js';
 import { loadModelDir } from '../inference/model-dir.js';
 import type { PreprocessParams } from '../inference/preprocess.js';
 import { hashSeed } from '../phantom/prng.js';
-import { prepareStacks } from './data/samples.js';
+import { buildBatch, evalPlan, prepareStacks, type PreparedStack } from './data/samples.js';
 import { loadDataset } from './data/spec.js';
 import { holdOutSplit, kFoldSplit, subsetSubjects } from './data/split.js';
 import type { LabelledDataset, LabelledSubject } from './data/types.js';
 import { evaluatePredictions, meanStd, type EvaluationSummary, type StackPrediction } from './metrics.js';
 import { buildModel, canonicalArchitecture, countMacs, countParams } from './models/index.js';
 import { formatDuration } from './progress.js';
+import { gradCamTiles, penultimateFeatures, pickByPair, writeCellFeatures, writeCellGradCam, type SliceRef } from './report/cell-artifacts.js';
 import { cellName, effectiveDepth, expandGrid, loadProtocolFile, parseGridProtocol, type GridProtocol, type Protocol } from './protocol.js';
 import { predictPreparedStacks, runTraining, versions, type EpochRecord, type TrainingLogger } from './train.js';
 
@@ -337,6 +339,8 @@ export interface RunGridOptions {
   progressSeconds?: number;
   /** Phantom image size override (tests). */
   phantomRows?: number;
+  /** Grad-CAM tiles per (truth, prediction) pair in the report inputs (`gradcam.json`). @defaultValue 3 */
+  gradcamPerPair?: number;
   /** Called after each cell's result.json is written (tests use it to interrupt a run). */
   afterCell?: (id: string) => void | Promise<void>;
 }
@@ -602,6 +606,13 @@ async function runCell(a: RunCellArgs): Promise<GridCellResult> {
       const rows = preds.map((p, i) => ({ ...p, sourceSlices: prepared[i].sourceSlices }));
       await writeFile(join(a.cellDir, 'test-predictions.csv'), testCsv(rows));
       test = { subjects: a.testSubjects.map((s) => s.id).sort(), summary: evaluatePredictions(preds), predictions: 'test-predictions.csv' };
+      try {
+        await writeReportInputs(a.cellDir, model, prepared, params, preds, a.opts.gradcamPerPair ?? 3);
+      } catch (err) {
+        // The cell's training and test numbers stand without them; the report says when a cell has none.
+        a.opts.logger?.warn({ cell: a.cell.id, err: (err as Error).message }, 'report inputs (features, Grad-CAM) not written');
+        a.write(`[grid] cell ${a.cell.id}: report inputs not written: ${(err as Error).message}`);
+      }
     }
   } finally {
     model.dispose();
@@ -659,6 +670,62 @@ async function runCell(a: RunCellArgs): Promise<GridCellResult> {
   };
   await writeJsonAtomic(join(a.cellDir, 'result.json'), result);
   return result;
+}
+
+/**
+ * The report's inputs for the test slices (docs/training.md "Report inputs"): GAP features of every slice
+ * (`features.json/.bin`) and Grad-CAM tiles for the predicted class, up to `perPair` per (truth, prediction)
+ * pair, the most confident first (`gradcam.json/.bin`).
+ */
+async function writeReportInputs(cellDir: string, model: tf.LayersModel, stacks: readonly PreparedStack[], params: PreprocessParams, preds: readonly StackPrediction[], perPair: number): Promise<void> {
+  const plan = evalPlan(stacks);
+  const refs: (SliceRef & { probability: number; cls: number })[] = [];
+  preds.forEach((p) => {
+    const predicted = argmaxLabels(p.probs);
+    p.probs.forEach((row, i) => {
+      const cls = LABELS.indexOf(predicted[i]);
+      refs.push({ subject: p.subject, phase: p.phase, apexIndex: i, truth: p.truth[i], predicted: predicted[i], probability: row[cls], cls });
+    });
+  });
+  if (refs.length !== plan.length) throw new Error(`report inputs: ${refs.length} predictions for ${plan.length} slices`);
+  const CHUNK = 128;
+  const parts: Float32Array[] = [];
+  let dim = 0;
+  for (let i = 0; i < plan.length; i += CHUNK) {
+    const items = plan.slice(i, i + CHUNK);
+    const { x, shape } = buildBatch(stacks, items, params);
+    const xt = tf.tensor4d(x, shape);
+    try {
+      const f = penultimateFeatures(model, xt, 'gap');
+      dim = f.dim;
+      parts.push(f.values);
+    } finally {
+      xt.dispose();
+    }
+  }
+  const values = new Float32Array(refs.length * dim);
+  parts.reduce((o, p) => (values.set(p, o), o + p.length), 0);
+  const sliceRef = (r: SliceRef): SliceRef => ({ subject: r.subject, phase: r.phase, apexIndex: r.apexIndex, truth: r.truth, predicted: r.predicted });
+  await writeCellFeatures(cellDir, { layer: 'gap', dim, source: 'test', rows: refs.map(sliceRef), values });
+
+  const byConfidence = refs.map((_, i) => i).sort((a, b) => refs[b].probability - refs[a].probability || a - b);
+  const picked = pickByPair(byConfidence.map((i) => refs[i]), perPair).map((k) => byConfidence[k]);
+  if (!picked.length) return;
+  const { x, shape } = buildBatch(stacks, picked.map((i) => plan[i]), params);
+  const xt = tf.tensor4d(x, shape);
+  try {
+    const g = gradCamTiles(model, xt, picked.map((i) => refs[i].cls));
+    await writeCellGradCam(cellDir, {
+      size: g.size,
+      layer: g.layer,
+      source: 'test',
+      tiles: picked.map((i) => ({ ...sliceRef(refs[i]), probability: round(refs[i].probability, 6) })),
+      images: g.images,
+      cams: g.cams,
+    });
+  } finally {
+    xt.dispose();
+  }
 }
 
 function round(x: number, digits = 3): number {

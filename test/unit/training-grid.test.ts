@@ -10,6 +10,8 @@ import { chooseStartCell, GridError, planGrid, runGrid, type GridCellResult, typ
 import { imagenetWeightsPath } from '../../src/training/models/imagenet-weights.js';
 import { buildModel } from '../../src/training/models/index.js';
 import { loadProtocolFile, parseGridProtocol, type GridProtocol } from '../../src/training/protocol.js';
+import { readCellFeatures, readCellGradCam } from '../../src/training/report/cell-artifacts.js';
+import { buildReport } from '../../src/training/report/index.js';
 import { kerasLayoutOf, patternFill, writeKerasH5 } from '../helpers/keras-h5-writer.js';
 
 let root: string;
@@ -173,7 +175,21 @@ describe('runGrid: ci-grid.json on phantom:6:1 end to end (WASM)', () => {
       expect(res.cv!.foldSubjects.flat().sort()).toEqual(run.split.trainVal);
       expect(res.selection!.epoch).toBeGreaterThanOrEqual(1);
       expect(res.final.epochs).toBe(res.selection!.epoch);
+      // The report's inputs: GAP features of every test slice, Grad-CAM tiles on the network input.
+      const feats = (await readCellFeatures(dir))!;
+      expect(feats).toMatchObject({ layer: 'gap', source: 'test' });
+      expect(feats.rows).toHaveLength(res.timings.testImages);
+      expect(feats.values.length).toBe(feats.rows.length * feats.dim);
+      const cam = (await readCellGradCam(dir))!;
+      expect(cam.size).toBe(32);
+      expect(cam.tiles.length).toBeGreaterThan(0);
+      expect(cam.tiles.every((t) => feats.rows.some((r) => r.subject === t.subject && r.phase === t.phase && r.apexIndex === t.apexIndex && r.predicted === t.predicted))).toBe(true);
     }
+
+    // The report module reads this run folder as it is.
+    const report = await buildReport({ run: out });
+    expect(report.cells.map((c) => [c.id, c.done, c.evaluatedOn])).toEqual(run.cells.map((c) => [c.id, true, 'test']));
+    expect(report.cells.every((c) => c.figures.tsne && c.figures.gradcam && c.figures.curves)).toBe(true);
 
     // The chain: D1 started from the final model of the better D0 cell (by CV score).
     const d0 = await Promise.all(['D0-mobilenet-lr0.01', 'D0-mobilenet-lr0.001'].map(async (id) => JSON.parse(await readFile(join(out, 'cells', id, 'result.json'), 'utf8')) as GridCellResult));
