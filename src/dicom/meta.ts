@@ -170,6 +170,9 @@ export function metaFromDataset(
  * (functional groups, unusual text or values, a transfer syntax it does not walk, anything malformed).
  * Throws NeedMoreData when the header runs beyond `buffer`, InvalidInstanceError as metaFromDataset does.
  */
+/** Declared bytes missing from a file beyond which it is refused instead of handed to dcmjs (see fastMeta). */
+const ABSURD_SHORTFALL = 64 * 1024 * 1024;
+
 function fastMeta(buffer: Uint8Array, fileSize: number, path: string): InstanceMeta[] | undefined {
   const fm = scanFileMeta(buffer);
   if (!fm) return undefined;
@@ -182,6 +185,11 @@ function fastMeta(buffer: Uint8Array, fileSize: number, path: string): InstanceM
   try {
     scan = scanHeader(ds, ts !== TransferSyntax.ImplicitVRLittleEndian, fileSize - fm.datasetOffset);
   } catch (err) {
+    // An element declared far past the end of the file (e.g. a UI turned UN: its text read as a 4-byte length):
+    // dcmjs cannot read it either, and would first allocate the declared length (hundreds of MB from a 3 kB
+    // file, enough to kill the process). Slight truncations still go to dcmjs, which reads what is there.
+    const m = err instanceof MalformedDataset ? /^dataset truncated: needs (\d+) bytes, has (\d+)/.exec((err as Error).message) : null;
+    if (m && Number(m[1]) - Number(m[2]) > ABSURD_SHORTFALL) throw new InvalidInstanceError(`not a readable DICOM Part 10 file: ${(err as Error).message}`);
     if (err instanceof MalformedDataset) return undefined;
     throw err;
   }

@@ -6,7 +6,7 @@
  * clear error (no stack trace) for the bad files, alone or inside a valid study; and a valid phantom study
  * sent afterwards is stored and processed. Plus one regression test per SCP bug the corpus found.
  */
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -241,6 +241,19 @@ describe('SCP regressions found by the malformed corpus', () => {
     const stored = (await listTree(join(svc.dataDir, 'spool', 'studies'))).map((p) => p.split('/').pop());
     expect(stored).not.toContain(`${uid(4)}.dcm`);
     expect(stored).not.toContain(`${uid(5)}.dcm`);
+  });
+
+  it('classify: a UID whose VR became UN (its text read as a ~0.9 GB length) is skipped with a clear error (was: V8 out of memory, abort)', async () => {
+    const f = makeTestMr({ studyInstanceUID: '2.25.8881', seriesInstanceUID: '2.25.8881.1', sopInstanceUID: '2.25.8881.1.1' });
+    const at = f.indexOf(Buffer.from([0x20, 0x00, 0x0e, 0x00, 0x55, 0x49])); // (0020,000E) UI
+    const bad = Buffer.from(f);
+    bad.write('UN', at + 4, 'latin1');
+    const path = join(root, 'ui-as-un.dcm');
+    await writeFile(path, bad);
+    const run = await runClassifyCli([path]);
+    expect(run.code, run.stderr).toBe(2);
+    expect(run.stackTrace).toBe(false);
+    expect(run.message).toMatch(/no cine short-axis stack .*: 1 files, 0 DICOM images, 1 not DICOM/);
   });
 
   it('the A-ASSOCIATE-AC announces maxPduLength', async () => {
