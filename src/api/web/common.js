@@ -166,6 +166,17 @@ export function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+/** A Grad-CAM on/off switch (both pages; default id `cam-toggle`); `onchange` gets the new state. */
+export function camSwitch({ checked, text, title, onchange, id = 'cam-toggle', small = false }) {
+  return el(
+    'label',
+    { class: small ? 'switch small' : 'switch', title },
+    el('input', { type: 'checkbox', id, checked, onchange: (e) => onchange(e.target.checked) }),
+    el('span', { class: 'slider' }),
+    text,
+  );
+}
+
 export function badge(label, extra = {}) {
   return el('span', { class: `badge lbl-${label || 'none'}`, 'data-label': label || '', ...extra }, label || '—');
 }

@@ -4,6 +4,7 @@
 // from the model's labels, marked "model" until a person confirms or changes them; every change is saved at
 // once (PUT /api/studies/:uid/labels), so reopening the study resumes where it was left.
 import {
+  camSwitch,
   LABEL_NAMES,
   LABELS,
   addOrthancNav,
@@ -168,22 +169,15 @@ function render() {
     el(
       'div',
       { class: 'head-actions' },
-      el(
-        'label',
-        { class: 'switch' },
-        el('input', {
-          type: 'checkbox',
-          id: 'cam-toggle',
-          checked: state.cam,
-          onchange: (e) => {
-            state.cam = e.target.checked;
-            setPref('labellerCam', state.cam);
-            renderFocus();
-          },
-        }),
-        el('span', { class: 'slider' }),
-        'Grad-CAM in the large view',
-      ),
+      camSwitch({
+        checked: state.cam,
+        text: 'Grad-CAM in the large view',
+        onchange: (on) => {
+          state.cam = on;
+          setPref('labellerCam', on);
+          renderFocus();
+        },
+      }),
       el(
         'a',
         {

@@ -3,6 +3,7 @@
 // with their labels, probabilities and the IN range; Grad-CAM overlays on demand; a slice enlarged with its
 // numbers; links into Orthanc when the service knows it. Reads the API only.
 import {
+  camSwitch,
   LABEL_NAMES,
   LABELS,
   addOrthancNav,
@@ -135,22 +136,16 @@ function renderStudy() {
         el('a', { href: `/label?study=${encodeURIComponent(uid)}`, id: 'label-link' }, 'Label this study'),
       ),
     ),
-    el(
-      'label',
-      { class: 'switch', title: 'Show the Grad-CAM secondary captures instead of the source slices' },
-      el('input', {
-        type: 'checkbox',
-        id: 'cam-toggle',
-        checked: state.cam,
-        onchange: (e) => {
-          state.cam = e.target.checked;
-          setPref('cam', state.cam);
-          refreshImages();
-        },
-      }),
-      el('span', { class: 'slider' }),
-      'Grad-CAM overlay',
-    ),
+    camSwitch({
+      checked: state.cam,
+      text: 'Grad-CAM overlay',
+      title: 'Show the Grad-CAM secondary captures instead of the source slices',
+      onchange: (on) => {
+        state.cam = on;
+        setPref('cam', state.cam);
+        refreshImages();
+      },
+    }),
   );
   const legend = el(
     'div',
@@ -282,24 +277,19 @@ function openDetail(doc, phase, pos) {
       'div',
       { class: 'detail-head' },
       el('h2', {}, `${phase} · slice ${pos + 1} of ${n}`, el('span', { class: 'muted' }, ' apex → base')),
-      el(
-        'label',
-        { class: 'switch small' },
-        el('input', {
-          type: 'checkbox',
-          id: 'detail-cam',
-          checked: state.cam,
-          onchange: (e) => {
-            state.cam = e.target.checked;
-            setPref('cam', state.cam);
-            const t = document.getElementById('cam-toggle');
-            if (t) t.checked = state.cam;
-            refreshImages();
-          },
-        }),
-        el('span', { class: 'slider' }),
-        'Grad-CAM',
-      ),
+      camSwitch({
+        id: 'detail-cam',
+        small: true,
+        checked: state.cam,
+        text: 'Grad-CAM',
+        onchange: (on) => {
+          state.cam = on;
+          setPref('cam', on);
+          const t = document.getElementById('cam-toggle');
+          if (t) t.checked = on;
+          refreshImages();
+        },
+      }),
       el('button', { class: 'btn', onclick: () => move(-1), disabled: pos === 0, title: 'Previous slice (←)' }, '←'),
       el('button', { class: 'btn', onclick: () => move(1), disabled: pos === n - 1, title: 'Next slice (→)' }, '→'),
       el('button', { class: 'btn', onclick: closeDetail, title: 'Close (Esc)', id: 'detail-close' }, 'Close'),
