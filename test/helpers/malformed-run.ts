@@ -4,7 +4,6 @@
  * the service's RSS is sampled the whole time. Shared by test/integration/malformed.test.ts and
  * bench/malformed.ts.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
@@ -12,6 +11,7 @@ import { join, relative, resolve } from 'node:path';
 import { AssocConnection, parseAssociateAc, parseResponse, pdu, PduType, pdvs } from './assoc-client.js';
 import { runTool } from './dcmtk.js';
 import { CALLED_AE, CALLING_AE, corruptInstance, FILE_FAMILIES, type MalformedCase } from './malformed.js';
+import { startServeProcess } from './process.js';
 
 export type Outcome =
   | 'success'
@@ -40,7 +40,6 @@ export interface CaseResult {
 // ---------------------------------------------------------------------------------------------------------
 
 export interface ServiceProcess {
-  child: ChildProcess;
   pid: number;
   dicomPort: number;
   httpPort: number;
@@ -87,17 +86,15 @@ export class RssSampler {
 }
 
 /**
- * Starts `node --import tsx src/cli.ts serve` (the sources, not dist/) with every role, its own data folder and
- * Redis prefix, on ephemeral ports; resolves once it listens.
+ * Starts `node --import tsx src/cli.ts serve` (the sources, not dist/; test/helpers/process.ts) with every role,
+ * its own data folder and Redis prefix, on ephemeral ports; resolves once it listens.
  */
 export async function startService(root: string, env: Record<string, string> = {}): Promise<ServiceProcess> {
   const dataDir = join(root, `data-${randomUUID().slice(0, 8)}`);
   const queuePrefix = `malformed-${randomUUID()}`;
-  const clean: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^(SAX_RANGE_|REDIS_URL|ORTHANC_|DATABASE_URL)/.test(k)) clean[k] = v;
-  const child = spawn(process.execPath, ['--import', 'tsx', resolve('src/cli.ts'), 'serve'], {
-    env: {
-      ...clean,
+  const proc = await startServeProcess(
+    'malformed-target',
+    {
       LOG_LEVEL: 'warn',
       SAX_RANGE_DATA_DIR: dataDir,
       SAX_RANGE_QUEUE_PREFIX: queuePrefix,
@@ -110,54 +107,28 @@ export async function startService(root: string, env: Record<string, string> = {
       REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
       ...env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const svc: Partial<ServiceProcess> & { text: string[]; warnings: Array<Record<string, unknown>> } = { child, pid: child.pid!, dataDir, queuePrefix, text: [], warnings: [] };
-  child.once('exit', (code, signal) => (svc.exit = { code, signal }));
-  let errBuf = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-    errBuf += chunk;
-    let nl: number;
-    while ((nl = errBuf.indexOf('\n')) >= 0) {
-      const line = errBuf.slice(0, nl);
-      errBuf = errBuf.slice(nl + 1);
-      try {
-        const rec = JSON.parse(line) as Record<string, unknown>;
-        if (Number(rec.level) >= 40 && svc.warnings.length < 5000) svc.warnings.push(rec);
-      } catch {
-        if (line.trim()) svc.text.push(line);
-      }
-    }
-  });
-  const ports = await new Promise<{ dicomPort: number; httpPort: number }>((res, rej) => {
-    let out = '';
-    const timer = setTimeout(() => rej(new Error(`service did not start: ${svc.text.slice(-20).join('\n')}`)), 90_000);
-    child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      out += chunk;
-      const m = /\{"event":"listening".*\}/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        res(JSON.parse(m[0]));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      rej(new Error(`service exited (${code}) during start: ${svc.text.slice(-20).join('\n')}`));
-    });
-  });
-  svc.dicomPort = ports.dicomPort;
-  svc.httpPort = ports.httpPort;
-  svc.rss = new RssSampler(child.pid!);
-  svc.stop = async () => {
-    svc.rss!.stop();
-    if (svc.exit) return;
-    const gone = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill('SIGTERM');
-    const t = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    await gone;
-    clearTimeout(t);
+    90_000,
+  );
+  const rss = new RssSampler(proc.pid);
+  const svc: ServiceProcess = {
+    pid: proc.pid,
+    dicomPort: proc.dicomPort!,
+    httpPort: proc.httpPort!,
+    dataDir,
+    queuePrefix,
+    text: proc.text,
+    get warnings() {
+      return proc.logs.filter((l) => Number(l.level) >= 40);
+    },
+    exit: undefined,
+    rss,
+    stop: async () => {
+      rss.stop();
+      await proc.stop(20_000);
+    },
   };
-  return svc as ServiceProcess;
+  void proc.exited.then((e) => (svc.exit = e));
+  return svc;
 }
 
 // ---------------------------------------------------------------------------------------------------------
