@@ -132,19 +132,7 @@ export interface GridRunRecord {
   testDataset: { spec: string; parts: LabelledDataset['parts'] } | null;
   split: GridSplit;
   seeds: { protocol: number; testSplit: number | null; cvSplit: number };
-  cells: {
-    id: string;
-    name: string;
-    group: string;
-    architecture: string;
-    inputSize: number;
-    alpha?: number;
-    depth: 0 | 1 | 'full';
-    weights: 'none' | 'imagenet';
-    learningRate: number;
-    startFrom: 'init' | 'depth0-final';
-    dependsOn: string[];
-  }[];
+  cells: Array<GridCellSettings & { startFrom: 'init' | 'depth0-final'; dependsOn: string[] }>;
   backend: string;
   versions: Record<string, string>;
   host: { platform: string; arch: string; cpus: number; cpuModel: string; totalMemoryGB: number };
@@ -156,8 +144,8 @@ export interface GridRunRecord {
   updatedAt: string;
 }
 
-export interface GridCellResult {
-  schema: typeof GRID_CELL_SCHEMA;
+/** What names a cell, in `run.json`'s cell list and in its `result.json`. */
+export interface GridCellSettings {
   id: string;
   name: string;
   group: string;
@@ -167,6 +155,10 @@ export interface GridCellResult {
   depth: 0 | 1 | 'full';
   weights: 'none' | 'imagenet';
   learningRate: number;
+}
+
+export interface GridCellResult extends GridCellSettings {
+  schema: typeof GRID_CELL_SCHEMA;
   /** Hash of the run fingerprint, the cell's protocol and its start model (resume checks it). */
   fingerprint: string;
   protocol: Protocol;

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { LABELS, type SliceLabel } from '../../inference/decode.js';
 import type { StackPrediction } from '../metrics.js';
 import type { EpochRecord } from '../train.js';
+import type { GridCellSettings } from '../grid.js';
 import { readCellFeatures, readCellGradCam, type CellFeatures, type CellGradCam } from './cell-artifacts.js';
 
 export const RUN_SCHEMA = 'sax-range/grid-run@1';
@@ -27,17 +28,7 @@ export class RunFolderError extends Error {
 export type CellDepth = 0 | 1 | 'full';
 
 /** A cell as `run.json` lists it. */
-export interface RunCell {
-  id: string;
-  name: string;
-  group: string;
-  architecture: string;
-  inputSize: number;
-  alpha?: number;
-  depth: CellDepth;
-  weights: string;
-  learningRate: number;
-}
+export type RunCell = GridCellSettings;
 
 export interface RunInfo {
   schema: string;
