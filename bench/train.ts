@@ -108,7 +108,7 @@ const opt = new KerasSgd(trainableVariables(model), { learningRate: 0.01, moment
 const x = tf.randomNormal([batch, inputSize, inputSize, 3], 0, 1, 'float32', seed) as tf.Tensor4D;
 const y = tf.tidy(() => tf.cast(tf.oneHot(tf.randomUniform([batch], 0, NUM_CLASSES, 'int32', seed + 1) as tf.Tensor1D, NUM_CLASSES), 'float32')) as tf.Tensor2D;
 
-for (let i = 0; i < warmup; i++) trainStep(model, opt, x, y);
+for (let i = 0; i < warmup; i++) await trainStep(model, opt, x, y);
 const tensorsBefore = tf.memory().numTensors;
 const stepMs: number[] = [];
 let lastLoss = NaN;
@@ -117,7 +117,7 @@ const own0 = process.cpuUsage();
 const t0 = performance.now();
 for (let i = 0; i < steps; i++) {
   const t = performance.now();
-  lastLoss = trainStep(model, opt, x, y).loss;
+  lastLoss = (await trainStep(model, opt, x, y)).loss;
   stepMs.push(performance.now() - t);
 }
 const wasmSeconds = (performance.now() - t0) / 1000;

@@ -11,8 +11,10 @@
  *   lacks are registered (src/training/wasm-gradients.ts).
  * - cpu: pure JS; correct everywhere, ≈ 0.25 GMAC/s: never the automatic choice for CNNs unless all else fails.
  *
- * auto: tensorflow if installed and loadable, else webgpu if installed and an adapter exists, else wasm
- * (else cpu, with a warning).
+ * auto: tensorflow if installed and loadable, else webgpu if installed and a hardware adapter exists, else
+ * wasm (else cpu, with a warning). A software adapter (Mesa's llvmpipe/lavapipe, SwiftShader: Vulkan on
+ * the CPU) is used only when asked for by name: it is far slower than wasm (CBR-Small-128 1.8 s vs 35 ms
+ * per image), and CI installs one for the WebGPU test.
  */
 
 import { createRequire } from 'node:module';
@@ -106,7 +108,14 @@ async function useTensorflow(): Promise<string> {
   throw new BackendUnavailableError('tensorflow', `backend "tensorflow" is installed but failed to load: ${errors.join('; ')}`);
 }
 
-async function useWebgpu(): Promise<string> {
+/** True for a WebGPU adapter that runs on the CPU (Mesa llvmpipe/lavapipe, SwiftShader, Dawn's fallback). */
+function isSoftwareAdapter(adapter: any): boolean {
+  const info = adapter?.info ?? {};
+  const text = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+  return adapter?.isFallbackAdapter === true || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(text);
+}
+
+async function useWebgpu(auto = false): Promise<string> {
   const missing = ['webgpu', '@tensorflow/tfjs-backend-webgpu'].filter((s) => !isInstalled(s));
   if (missing.length > 0) {
     throw new BackendUnavailableError(
@@ -141,10 +150,13 @@ async function useWebgpu(): Promise<string> {
       'no WebGPU adapter (Dawn found no usable Vulkan device; Debian 12 Mesa 22 lavapipe is refused, Mesa ≥ 25 or a GPU driver works)',
     );
   }
-  await importOptional('@tensorflow/tfjs-backend-webgpu');
-  await activate('webgpu');
   const info = adapter.info ?? {};
   const desc = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+  if (auto && isSoftwareAdapter(adapter)) {
+    throw new BackendUnavailableError('webgpu', `only a software adapter (${desc}): slower than wasm; --backend webgpu uses it anyway`);
+  }
+  await importOptional('@tensorflow/tfjs-backend-webgpu');
+  await activate('webgpu');
   return `WebGPU via Dawn${desc ? ` (${desc})` : ''}`;
 }
 
@@ -179,7 +191,8 @@ async function useCpu(): Promise<string> {
   return 'pure-JS cpu backend (slow: ≈ 0.25 GMAC/s)';
 }
 
-const USE: Record<BackendName, () => Promise<string>> = {
+/** Each backend's activation; `auto` is true under `--backend auto` (webgpu then refuses software adapters). */
+const USE: Record<BackendName, (auto: boolean) => Promise<string>> = {
   tensorflow: useTensorflow,
   webgpu: useWebgpu,
   wasm: useWasm,
@@ -196,7 +209,7 @@ export async function selectBackend(pref: BackendPreference = 'auto', logger?: M
     throw new RangeError(`unknown backend '${String(pref)}' (expected one of ${BACKEND_PREFERENCES.join(', ')})`);
   }
   if (pref !== 'auto') {
-    const detail = await USE[pref]();
+    const detail = await USE[pref](false);
     const sel: BackendSelection = { name: pref, reason: `requested: ${detail}` };
     logger?.info({ backend: sel.name, reason: sel.reason }, 'tfjs backend selected');
     return sel;
@@ -213,7 +226,7 @@ export async function selectBackend(pref: BackendPreference = 'auto', logger?: M
       continue;
     }
     try {
-      const detail = await USE[name]();
+      const detail = await USE[name](true);
       const reason = `auto: ${detail}${skipped.length ? ` (skipped ${skipped.join('; ')})` : ''}`;
       const sel: BackendSelection = { name, reason };
       if (name === 'cpu') logger?.warn({ backend: name, reason }, 'tfjs backend selected: falling back to the slow cpu backend');

@@ -592,7 +592,7 @@ async function runCell(a: RunCellArgs): Promise<GridCellResult> {
         a.testSubjects.flatMap((s) => s.stacks),
         params.clip,
       );
-      const preds = predictPreparedStacks(model, prepared, params, P.evalBatchSize);
+      const preds = await predictPreparedStacks(model, prepared, params, P.evalBatchSize);
       testSeconds = (performance.now() - tt) / 1000;
       testImages = prepared.reduce((n, s) => n + s.labels.length, 0);
       const rows = preds.map((p, i) => ({ ...p, sourceSlices: prepared[i].sourceSlices }));
@@ -688,7 +688,7 @@ async function writeReportInputs(cellDir: string, model: tf.LayersModel, stacks:
     const { x, shape } = buildBatch(stacks, items, params);
     const xt = tf.tensor4d(x, shape);
     try {
-      const f = penultimateFeatures(model, xt, 'gap');
+      const f = await penultimateFeatures(model, xt, 'gap');
       dim = f.dim;
       parts.push(f.values);
     } finally {
@@ -706,7 +706,7 @@ async function writeReportInputs(cellDir: string, model: tf.LayersModel, stacks:
   const { x, shape } = buildBatch(stacks, picked.map((i) => plan[i]), params);
   const xt = tf.tensor4d(x, shape);
   try {
-    const g = gradCamTiles(model, xt, picked.map((i) => refs[i].cls));
+    const g = await gradCamTiles(model, xt, picked.map((i) => refs[i].cls));
     await writeCellGradCam(cellDir, {
       size: g.size,
       layer: g.layer,

@@ -94,13 +94,13 @@ export class KerasSgd {
   }
 
   /** State for checkpoints: the velocities as one float32 buffer (variable order) and the update count. */
-  getState(): { iterations: number; shapes: number[][]; data: Float32Array } {
+  async getState(): Promise<{ iterations: number; shapes: number[][]; data: Float32Array }> {
     const shapes = this.velocities.map((v) => [...v.shape]);
     const total = this.velocities.reduce((a, v) => a + v.size, 0);
     const data = new Float32Array(total);
     let o = 0;
     for (const v of this.velocities) {
-      data.set(v.dataSync() as Float32Array, o);
+      data.set((await v.data()) as Float32Array, o);
       o += v.size;
     }
     return { iterations: this.iterations, shapes, data };
@@ -135,8 +135,12 @@ export function trainableVariables(model: tf.LayersModel): tf.Variable[] {
   return model.trainableWeights.map((w) => w.read() as tf.Variable);
 }
 
-/** One SGD step on a batch; returns the batch loss and the number of correct argmax predictions. */
-export function trainStep(model: tf.LayersModel, opt: KerasSgd, x: tf.Tensor4D, y: tf.Tensor2D): { loss: number; correct: number } {
+/**
+ * One SGD step on a batch; returns the batch loss and the number of correct argmax predictions. Reads back
+ * with `data()`, not `dataSync()`: the webgpu backend cannot read synchronously in Node (it needs an
+ * OffscreenCanvas), and here this also is every read in the training loop.
+ */
+export async function trainStep(model: tf.LayersModel, opt: KerasSgd, x: tf.Tensor4D, y: tf.Tensor2D): Promise<{ loss: number; correct: number }> {
   let probs: tf.Tensor | undefined;
   const lossT = tf.tidy(() => {
     const { value, grads } = tf.variableGrads(() => {
@@ -147,12 +151,12 @@ export function trainStep(model: tf.LayersModel, opt: KerasSgd, x: tf.Tensor4D, 
     opt.apply(grads);
     return value;
   });
-  const loss = lossT.dataSync()[0];
+  const loss = (await lossT.data())[0];
   lossT.dispose();
   let correct = 0;
   if (probs) {
     const c = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(probs!, 1), tf.argMax(y, 1)), 'int32')));
-    correct = c.dataSync()[0];
+    correct = (await c.data())[0];
     c.dispose();
     probs.dispose();
   }
@@ -160,13 +164,13 @@ export function trainStep(model: tf.LayersModel, opt: KerasSgd, x: tf.Tensor4D, 
 }
 
 /** Predicts an NHWC buffer in batches; returns n × 3 probabilities (OAP, IN, OBS). */
-export function predictBuffer(model: tf.LayersModel, x: Float32Array, n: number, size: number, batchSize: number): Float32Array {
+export async function predictBuffer(model: tf.LayersModel, x: Float32Array, n: number, size: number, batchSize: number): Promise<Float32Array> {
   const per = size * size * 3;
   const out = new Float32Array(n * 3);
   for (let i = 0; i < n; i += batchSize) {
     const m = Math.min(batchSize, n - i);
     const p = tf.tidy(() => model.predict(tf.tensor4d(x.subarray(i * per, (i + m) * per), [m, size, size, 3])) as tf.Tensor);
-    out.set(p.dataSync() as Float32Array, i * 3);
+    out.set((await p.data()) as Float32Array, i * 3);
     p.dispose();
   }
   return out;
@@ -176,13 +180,13 @@ export function predictBuffer(model: tf.LayersModel, x: Float32Array, n: number,
  * Predicts every slice of prepared stacks (unrotated; what `evaluate`/`predict` need): one StackPrediction
  * per stack, probability rows [pOAP, pIN, pOBS] apex → base. Builds inputs batch by batch (bounded memory).
  */
-export function predictPreparedStacks(model: tf.LayersModel, stacks: readonly PreparedStack[], params: PreprocessParams, batchSize = 64): StackPrediction[] {
+export async function predictPreparedStacks(model: tf.LayersModel, stacks: readonly PreparedStack[], params: PreprocessParams, batchSize = 64): Promise<StackPrediction[]> {
   const plan = evalPlan(stacks);
   const probs = new Float32Array(plan.length * 3);
   for (let i = 0; i < plan.length; i += batchSize) {
     const items = plan.slice(i, i + batchSize);
     const { x } = buildBatch(stacks, items, params);
-    probs.set(predictBuffer(model, x, items.length, params.inputSize, batchSize), i * 3);
+    probs.set(await predictBuffer(model, x, items.length, params.inputSize, batchSize), i * 3);
   }
   let o = 0;
   return stacks.map((s) => ({
@@ -362,7 +366,7 @@ const OPTIMIZER_BIN = 'optimizer.bin';
 const OPTIMIZER_JSON = 'optimizer.json';
 
 async function saveOptimizer(dir: string, opt: KerasSgd): Promise<void> {
-  const s = opt.getState();
+  const s = await opt.getState();
   await writeFile(join(dir, OPTIMIZER_BIN), new Uint8Array(s.data.buffer, s.data.byteOffset, s.data.byteLength));
   await writeFile(join(dir, OPTIMIZER_JSON), JSON.stringify({ iterations: s.iterations, shapes: s.shapes, options: opt.opts }));
 }
@@ -529,7 +533,7 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
         const lr = opt.currentLearningRate();
         let r: { loss: number; correct: number };
         try {
-          r = trainStep(model, opt, xt, yt);
+          r = await trainStep(model, opt, xt, yt);
         } catch (err) {
           throw wasmHint(err, P);
         } finally {
@@ -555,7 +559,7 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
         memory: { numTensors: 0, numBytes: 0 },
       };
       if (vBatch) {
-        const probs = predictBuffer(model, vBatch.x, vPlan.length, params.inputSize, P.evalBatchSize);
+        const probs = await predictBuffer(model, vBatch.x, vPlan.length, params.inputSize, P.evalBatchSize);
         const perStack: number[][][] = [];
         let o = 0;
         for (const s of val) {

@@ -156,11 +156,11 @@ export async function writeFixtureRun(dir: string): Promise<FixtureRun> {
       // Features and Grad-CAM tiles from a real model on synthetic 32² inputs, as the grid runner makes them.
       const model = tinyModel(32);
       const x = tf.tidy(() => tf.randomUniform([refs.length, 32, 32, 3], -1, 1, 'float32', 11) as tf.Tensor4D);
-      const f = penultimateFeatures(model, x, 'gap', 16);
+      const f = await penultimateFeatures(model, x, 'gap', 16);
       await writeCellFeatures(cdir, { layer: 'gap', dim: f.dim, source: 'test', rows: refs, values: f.values });
       const pick = pickByPair(refs, 2);
       const xs = tf.tidy(() => tf.gather(x, pick) as tf.Tensor4D);
-      const g = gradCamTiles(model, xs, pick.map((i) => LABELS.indexOf(refs[i].predicted)));
+      const g = await gradCamTiles(model, xs, pick.map((i) => LABELS.indexOf(refs[i].predicted)));
       await writeCellGradCam(cdir, {
         size: g.size,
         layer: g.layer,

@@ -58,7 +58,7 @@ describe('protocol files', () => {
 });
 
 describe('optimizer and loss', () => {
-  it('Keras SGD with Nesterov momentum and time-based decay (hand-computed)', () => {
+  it('Keras SGD with Nesterov momentum and time-based decay (hand-computed)', async () => {
     const p = tf.variable(tf.scalar(1), true, 'sgd_p');
     const opt = new KerasSgd([p], { learningRate: 0.1, momentum: 0.9, nesterov: true, decay: 0.5 });
     const g = { [p.name]: tf.scalar(0.5) };
@@ -69,13 +69,13 @@ describe('optimizer and loss', () => {
     const lr = 0.1 / 1.5;
     const v = 0.9 * -0.05 - 0.5 * lr;
     expect(p.dataSync()[0]).toBeCloseTo(0.905 + 0.9 * v - 0.5 * lr, 6);
-    const st = opt.getState();
+    const st = await opt.getState();
     expect(st.iterations).toBe(2);
     expect(st.data[0]).toBeCloseTo(v, 6);
     const q = tf.variable(tf.scalar(0), true, 'sgd_q');
     const opt2 = new KerasSgd([q], opt.opts);
     opt2.setState(st);
-    expect(opt2.getState().data[0]).toBeCloseTo(v, 6);
+    expect((await opt2.getState()).data[0]).toBeCloseTo(v, 6);
     opt.dispose();
     opt2.dispose();
     p.dispose();
@@ -155,7 +155,7 @@ describe('end-to-end training on phantom:6:1 (WASM)', () => {
     expect(card.evaluation.method).toMatch(/2-fold patient-level cross-validation/);
     expect((card.metrics.cv as { pooled: { ED: unknown; ES: unknown } }).pooled.ES).toBeTruthy();
     const held = prepareStacks(loadPhantom(1, 99, { rows: 96 })[0].stacks, card.preprocessing.clip);
-    const preds = predictPreparedStacks(model, held, card.preprocessing as PreprocessParams, 7);
+    const preds = await predictPreparedStacks(model, held, card.preprocessing as PreprocessParams, 7);
     expect(preds.map((p) => p.phase)).toEqual(['ED', 'ES']);
     for (const p of preds) {
       expect(p.probs).toHaveLength(p.truth.length);

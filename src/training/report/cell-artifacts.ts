@@ -160,7 +160,7 @@ export function pickByPair(refs: readonly Pick<SliceRef, 'truth' | 'predicted'>[
  * Output of `layer` (default the head's `gap`) for network inputs x [n, s, s, 3], flattened to [n, dim].
  * Runs in batches; frees every tensor it makes.
  */
-export function penultimateFeatures(model: tf.LayersModel, x: tf.Tensor4D, layer = 'gap', batchSize = 32): { dim: number; values: Float32Array } {
+export async function penultimateFeatures(model: tf.LayersModel, x: tf.Tensor4D, layer = 'gap', batchSize = 32): Promise<{ dim: number; values: Float32Array }> {
   const sub = tf.model({ inputs: model.inputs, outputs: model.getLayer(layer).output as tf.SymbolicTensor });
   const n = x.shape[0];
   const parts: Float32Array[] = [];
@@ -171,7 +171,7 @@ export function penultimateFeatures(model: tf.LayersModel, x: tf.Tensor4D, layer
       return out.reshape([out.shape[0], -1]);
     });
     dim = y.shape[1] as number;
-    parts.push(y.dataSync() as Float32Array);
+    parts.push((await y.data()) as Float32Array);
     y.dispose();
   }
   const values = new Float32Array(n * dim);
@@ -189,7 +189,7 @@ export function penultimateFeatures(model: tf.LayersModel, x: tf.Tensor4D, layer
  * channel, so this is the grey image the network saw) and the CAM mapped onto the input grid
  * (`camToSliceGrid` with zoom 1), both s² uint8.
  */
-export function gradCamTiles(model: tf.LayersModel, x: tf.Tensor4D, classIndices: readonly number[]): { layer: string; size: number; images: Uint8Array[]; cams: Uint8Array[] } {
+export async function gradCamTiles(model: tf.LayersModel, x: tf.Tensor4D, classIndices: readonly number[]): Promise<{ layer: string; size: number; images: Uint8Array[]; cams: Uint8Array[] }> {
   const split = splitForGradCam(model);
   try {
     const [n, s] = x.shape;
@@ -198,9 +198,9 @@ export function gradCamTiles(model: tf.LayersModel, x: tf.Tensor4D, classIndices
     const cams: Uint8Array[] = [];
     const feats = tf.tidy(() => (split.dual.predict(x) as tf.Tensor[])[0] as tf.Tensor4D);
     const maps = gradCamMaps(split, feats, classIndices);
-    const mapData = maps.dataSync();
+    const mapData = await maps.data();
     const ch0 = tf.tidy(() => x.slice([0, 0, 0, 0], [-1, -1, -1, 1]).reshape([n, s * s]));
-    const pix = ch0.dataSync();
+    const pix = await ch0.data();
     feats.dispose();
     maps.dispose();
     ch0.dispose();
