@@ -160,6 +160,20 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('evaluate')
+    .description('measure a model on a labelled dataset: evaluation.json (all metrics, ED and ES apart), predictions.csv, summary.md')
+    .option('--model <dir>', 'model directory (default: SAX_RANGE_MODEL_DIR or models/default)')
+    .requiredOption('--dataset <spec>', 'acdc:DIR, dicom:DIR, labels:[DIR], phantom:COUNT[:SEED], joined with +')
+    .requiredOption('--out <dir>', 'output folder')
+    .addOption(backend())
+    .action(async (o) => {
+      const { runEvaluate } = await import('./commands/evaluate.js');
+      const doc = await runEvaluate({ modelDir: o.model ?? defaultModel(), dataset: o.dataset, out: o.out, backend: o.backend, logger: createLogger() });
+      const m = doc.metrics.all;
+      console.log(JSON.stringify({ out: o.out, stacks: doc.stacks, images: doc.images, accuracy: m.accuracy, softAccuracy: m.softAccuracy, microAuc: m.microAuc, rangeExactDecoded: m.rangeExact.decoded, seenInTraining: doc.seenInTraining }));
+    });
+
+  program
     .command('report')
     .description('the training report of a grid run folder: index.html with PNG figures (Tables 1 and 2, training curves, confusion matrices, t-SNE, Grad-CAM grid)')
     .requiredOption('--run <dir>', 'run folder (run.json, cells/<id>/)')

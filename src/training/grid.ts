@@ -231,8 +231,8 @@ function hostInfo(): GridRunRecord['host'] {
   return { platform: process.platform, arch: process.arch, cpus: c.length, cpuModel: c[0]?.model ?? '', totalMemoryGB: Math.round(totalmem() / 2 ** 30) };
 }
 
-/** Test predictions as CSV (the columns of cv-predictions.csv without `fold`). */
-function testCsv(rows: (StackPrediction & { sourceSlices?: number[] })[]): string {
+/** Predictions as CSV, one row per slice (the columns of cv-predictions.csv without `fold`); also what `sax-range evaluate` writes. */
+export function predictionsCsv(rows: (StackPrediction & { sourceSlices?: number[] })[]): string {
   const lines = ['subject,phase,slice,apex_index,p_oap,p_in,p_obs,predicted,label,truth'];
   for (const s of rows) {
     const pred = argmaxLabels(s.probs);
@@ -596,7 +596,7 @@ async function runCell(a: RunCellArgs): Promise<GridCellResult> {
       testSeconds = (performance.now() - tt) / 1000;
       testImages = prepared.reduce((n, s) => n + s.labels.length, 0);
       const rows = preds.map((p, i) => ({ ...p, sourceSlices: prepared[i].sourceSlices }));
-      await writeFile(join(a.cellDir, 'test-predictions.csv'), testCsv(rows));
+      await writeFile(join(a.cellDir, 'test-predictions.csv'), predictionsCsv(rows));
       test = { subjects: a.testSubjects.map((s) => s.id).sort(), summary: evaluatePredictions(preds), predictions: 'test-predictions.csv' };
       try {
         await writeReportInputs(a.cellDir, model, prepared, params, preds, a.opts.gradcamPerPair ?? 3);

@@ -22,6 +22,8 @@ const USAGE = 'acdc:DIR, dicom:DIR, labels:[PATH], phantom:COUNT[:SEED], joined 
 
 /** Thrown for a malformed or unsupported dataset spec. */
 export class DatasetSpecError extends Error {
+  /** The CLI answers a user's input error with one line and exit 2, not a stack trace. */
+  readonly code = 'BAD_INPUT';
   constructor(message: string) {
     super(message);
     this.name = 'DatasetSpecError';
