@@ -124,21 +124,8 @@ export function cStoreRq(messageId: number, sopClassUID: string, sopInstanceUID:
   return Buffer.concat([implicitElement(0x0000, len), body]);
 }
 
-/** Status, Error Comment and SOP Instance UID of a response command set. */
-export function parseResponse(buf: Buffer): { status?: number; errorComment?: string } {
-  const out: { status?: number; errorComment?: string } = {};
-  let pos = 0;
-  while (pos + 8 <= buf.length) {
-    const g = buf.readUInt16LE(pos);
-    const e = buf.readUInt16LE(pos + 2);
-    const len = buf.readUInt32LE(pos + 4);
-    const v = buf.subarray(pos + 8, pos + 8 + len);
-    if (g === 0 && e === 0x0900 && v.length >= 2) out.status = v.readUInt16LE(0);
-    if (g === 0 && e === 0x0902) out.errorComment = v.toString('latin1').replace(/[\0 ]+$/, '');
-    pos += 8 + len;
-  }
-  return out;
-}
+/** Status and Error Comment of a response command set (the parser the raw SCU of dcmtk.ts uses). */
+export { parseCommand as parseResponse } from './dcmtk.js';
 
 /** The PDVs of a P-DATA-TF body. */
 export function pdvs(body: Buffer): Array<{ pcId: number; control: number; value: Buffer }> {

@@ -389,7 +389,8 @@ function cStoreCommand(messageId: number, sopClass: string, sopInstance: string)
   return Buffer.concat([implicitElement(0x0000, 0x0000, len), body]);
 }
 
-function parseCommand(buf: Buffer): { status?: number; errorComment?: string; sopInstanceUID?: string } {
+/** Status, Error Comment and Affected SOP Instance UID of a DIMSE response command set (implicit VR LE). */
+export function parseCommand(buf: Buffer): { status?: number; errorComment?: string; sopInstanceUID?: string } {
   const out: { status?: number; errorComment?: string; sopInstanceUID?: string } = {};
   let pos = 0;
   while (pos + 8 <= buf.length) {
@@ -397,7 +398,7 @@ function parseCommand(buf: Buffer): { status?: number; errorComment?: string; so
     const e = buf.readUInt16LE(pos + 2);
     const len = buf.readUInt32LE(pos + 4);
     const v = buf.subarray(pos + 8, pos + 8 + len);
-    if (g === 0 && e === 0x0900) out.status = v.readUInt16LE(0);
+    if (g === 0 && e === 0x0900 && v.length >= 2) out.status = v.readUInt16LE(0);
     if (g === 0 && e === 0x0902) out.errorComment = v.toString('latin1').replace(/[\0 ]+$/, '');
     if (g === 0 && e === 0x1000) out.sopInstanceUID = v.toString('latin1').replace(/[\0 ]+$/, '');
     pos += 8 + len;
