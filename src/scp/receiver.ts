@@ -115,6 +115,9 @@ const fail = (status: number, message: string): never => {
   throw new StoreFailure(status, message);
 };
 
+/** How long an aborted association's socket stays half-closed for the peer to read the A-ABORT. */
+const ABORT_GRACE_MS = 2000;
+
 /** VRs Pixel Data may have (PS3.5 §8.2, plus UN from senders that lost the VR). */
 const PIXEL_DATA_VRS = new Set(['OB', 'OW', 'UN']);
 
@@ -679,7 +682,11 @@ function makeScpClass(receiver: DicomReceiver) {
         } catch {
           // the socket goes anyway
         }
-        socket.destroy();
+        // end(), not destroy(): destroying a socket that still holds unread bytes from the peer makes the kernel
+        // answer with a RST, which can throw away the A-ABORT before the peer reads it. The peer closes once it
+        // has read the abort; whatever it still sends is ignored (the reader is stopped) until then.
+        socket.end();
+        setTimeout(() => socket.destroy(), ABORT_GRACE_MS).unref();
       };
       const contextFor = (pcId: number): DimsePresentationContext | undefined => {
         // dcmjs-dimse throws for an id that was never proposed (a corrupted PDV header): not accepted, then.
