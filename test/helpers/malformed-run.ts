@@ -6,12 +6,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { cp, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { AssocConnection, parseAssociateAc, parseResponse, pdu, PduType, pdvs } from './assoc-client.js';
 import { runTool } from './dcmtk.js';
 import { CALLED_AE, CALLING_AE, corruptInstance, FILE_FAMILIES, type MalformedCase } from './malformed.js';
 import { startServeProcess } from './process.js';
+import { listTree } from './files.js';
+
+export { listTree };
 
 export type Outcome =
   | 'success'
@@ -282,15 +285,6 @@ export async function writeCaseFiles(cases: MalformedCase[], dir: string): Promi
     out.set(c.id, p);
   }
   return out;
-}
-
-/** Every file under `dir` (recursive), relative names. */
-export async function listTree(dir: string): Promise<string[]> {
-  try {
-    return (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile()).map((e) => join(e.parentPath ?? (e as any).path, e.name));
-  } catch {
-    return [];
-  }
 }
 
 /** Counts by key. */

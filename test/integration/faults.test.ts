@@ -1,7 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import { datasetOffset, echoscu, freePort, runTool } from '../helpers/dcmtk.js';
 import { startOrthanc, type OrthancHandle } from '../helpers/orthanc.js';
 import { startServeProcess, type ServeProcess } from '../helpers/process.js';
 import { removeServiceKeys } from '../helpers/service.js';
+import { listTree } from '../helpers/files.js';
 import { storescuVerbose } from '../helpers/storescu-log.js';
 import { until } from '../helpers/wait.js';
 
@@ -109,14 +109,7 @@ async function sopOf(path: string): Promise<string> {
 /** Non-empty files in the spool's temp folder: bytes of an instance never committed. (The SCP keeps one empty spare.) */
 async function partialFiles(spoolDir: string): Promise<string[]> {
   const out: string[] = [];
-  for (const f of await filesUnder(join(spoolDir, 'tmp'))) if ((await stat(f)).size > 0) out.push(f);
-  return out;
-}
-
-async function filesUnder(dir: string): Promise<string[]> {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) if (e.isFile()) out.push(join(e.parentPath, e.name));
+  for (const f of await listTree(join(spoolDir, 'tmp'))) if ((await stat(f)).size > 0) out.push(f);
   return out;
 }
 
@@ -167,7 +160,7 @@ describe('faults', () => {
     const second = await serve('kill-2', env);
     // Every instance answered Success is in the spool, its dataset byte-identical to what was sent.
     const spooled = new Map<string, string>();
-    for (const f of await filesUnder(join(env.SAX_RANGE_DATA_DIR!, 'spool', 'studies'))) spooled.set(f.slice(f.lastIndexOf('/') + 1, -4), f);
+    for (const f of await listTree(join(env.SAX_RANGE_DATA_DIR!, 'spool', 'studies'))) spooled.set(f.slice(f.lastIndexOf('/') + 1, -4), f);
     for (const f of acked) {
       const sop = await sopOf(f);
       const inSpool = spooled.get(sop);
@@ -307,7 +300,7 @@ describe('faults', () => {
       expect(refused.length).toBeGreaterThan(0);
       for (const [, st] of refused) expect(st).toMatch(/OutOfResources|Out of Resources|A7/i);
       const studyDir = join(mnt, 'data', 'spool', 'studies', study.truth.studyInstanceUID);
-      const spooled = await filesUnder(studyDir);
+      const spooled = await listTree(studyDir);
       expect(spooled.map((f) => f.slice(f.lastIndexOf('/') + 1, -4)).sort()).toEqual((await Promise.all(ok.map(sopOf))).sort());
       expect(await partialFiles(join(mnt, 'data', 'spool')), 'no partial files left').toEqual([]);
       expect((await echoscu(target)).code, 'the service is still up').toBe(0);
@@ -319,7 +312,7 @@ describe('faults', () => {
       expect(r.code, r.output).toBe(0);
       const again = await storescuVerbose(target, refused.map(([f]) => f));
       expect([...again.responses.values()].every((st) => st === 'Success'), again.output.slice(-400)).toBe(true);
-      expect(await filesUnder(studyDir)).toHaveLength(study.paths.length);
+      expect(await listTree(studyDir)).toHaveLength(study.paths.length);
       await svc.stop();
     } finally {
       await runTool('umount', ['-l', mnt]);
