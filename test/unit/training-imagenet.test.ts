@@ -187,6 +187,64 @@ describe('CustomScaleLayer (InceptionResNetV2 residual scaling)', () => {
   });
 });
 
+describe('BatchNormalization without γ or β trains (InceptionV3 and InceptionResNetV2 use scale: false)', () => {
+  it('a training step normalises with γ = 1 / β = 0, updates the moving statistics and adds no weight', async () => {
+    const x = tf.input({ shape: [4, 4, 2] });
+    let h = tf.layers.conv2d({ filters: 3, kernelSize: 1, useBias: false, name: 'c', kernelInitializer: 'ones' }).apply(x) as tf.SymbolicTensor;
+    h = tf.layers.batchNormalization({ scale: false, name: 'bn_noscale' }).apply(h) as tf.SymbolicTensor;
+    h = tf.layers.batchNormalization({ center: false, name: 'bn_nocenter' }).apply(h) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 3, activation: 'softmax', name: 'd' }).apply(tf.layers.globalAveragePooling2d({}).apply(h)) as tf.SymbolicTensor;
+    const m = tf.model({ inputs: x, outputs: out });
+    const weightCount = m.getWeights().length; // c kernel; β, μ, σ²; γ, μ, σ²; dense kernel, bias
+    expect(weightCount).toBe(9);
+    const noScale = m.getLayer('bn_noscale') as unknown as { gamma: unknown; beta: unknown };
+    expect(noScale.gamma == null).toBe(true);
+    const xs = tf.randomNormal([4, 4, 4, 2], 0, 1, 'float32', 3);
+    const ys = tf.oneHot(tf.tensor1d([0, 1, 2, 0], 'int32'), 3).toFloat();
+    // Training-mode output of the scale-less layer = (h − batch mean) / √(batch var + ε) + β, with β = 0 at start.
+    const sub = tf.model({ inputs: x, outputs: m.getLayer('bn_noscale').output as tf.SymbolicTensor });
+    const y = sub.apply(xs, { training: true }) as tf.Tensor;
+    const hv = (m.getLayer('c').apply(xs) as tf.Tensor);
+    const { mean, variance } = tf.moments(hv, [0, 1, 2]);
+    const expected = tf.div(tf.sub(hv, mean), tf.sqrt(tf.add(variance, 1e-3)));
+    expect(tf.max(tf.abs(tf.sub(y, expected))).dataSync()[0]).toBeLessThan(1e-4);
+    const beforeMean = Array.from(m.getLayer('bn_noscale').getWeights()[1].dataSync());
+    const { trainStep, KerasSgd, trainableVariables } = await import('../../src/training/train.js');
+    const opt = new KerasSgd(trainableVariables(m), { learningRate: 0.1, momentum: 0.9, nesterov: true, decay: 0 });
+    const betaBefore = Array.from(m.getLayer('bn_noscale').getWeights()[0].dataSync());
+    const { loss } = await trainStep(m, opt, xs as tf.Tensor4D, ys as tf.Tensor2D);
+    expect(Number.isFinite(loss)).toBe(true);
+    expect(Array.from(m.getLayer('bn_noscale').getWeights()[0].dataSync())).not.toEqual(betaBefore); // β trained
+    expect(Array.from(m.getLayer('bn_noscale').getWeights()[1].dataSync())).not.toEqual(beforeMean); // moving mean updated
+    expect(noScale.gamma == null).toBe(true); // nothing left behind
+    expect(m.getWeights().length).toBe(weightCount);
+    // A model loaded from JSON (as from a model directory) trains too: the fix lives on the class.
+    const back = await tf.models.modelFromJSON({ modelTopology: m.toJSON(undefined, false) } as tf.io.ModelArtifacts as never);
+    const opt2 = new KerasSgd(trainableVariables(back), { learningRate: 0.1, momentum: 0.9, nesterov: true, decay: 0 });
+    expect(Number.isFinite((await trainStep(back, opt2, xs as tf.Tensor4D, ys as tf.Tensor2D)).loss)).toBe(true);
+    tf.dispose([xs, ys, y, hv, mean, variance, expected]);
+    opt.dispose();
+    opt2.dispose();
+    m.dispose();
+    back.dispose();
+  });
+
+  it('InceptionV3 takes a training step (it failed in tf.layers before: "reading \'read\'" of the missing γ)', async () => {
+    const { trainStep, KerasSgd, trainableVariables } = await import('../../src/training/train.js');
+    const { selectBackend } = await import('../../src/inference/backend.js');
+    await selectBackend('wasm'); // the cpu backend takes about a minute for this step
+    const m = buildModel('inceptionv3', { inputSize: 75, seed: 1 });
+    const opt = new KerasSgd(trainableVariables(m), { learningRate: 0.01, momentum: 0.9, nesterov: true, decay: 0 });
+    const xs = tf.randomNormal([1, 75, 75, 3], 0, 1, 'float32', 1) as tf.Tensor4D;
+    const ys = tf.tensor2d([[0, 1, 0]]);
+    expect(Number.isFinite((await trainStep(m, opt, xs, ys)).loss)).toBe(true);
+    tf.dispose([xs, ys]);
+    opt.dispose();
+    m.dispose();
+    await tf.setBackend('cpu');
+  }, 60_000);
+});
+
 describe('fine-tuning depth', () => {
   it('VGG16 depth 0: only the head trains; depth 1: block 5 + head (7,079,424 + 132,099)', () => {
     const m = buildModel('vgg16', { inputSize: 32, seed: 1 });
