@@ -45,6 +45,56 @@ export class BackendUnavailableError extends Error {
   }
 }
 
+/**
+ * The GPU device reported an error (WebGPU: an uncaptured validation or out-of-memory error, or a lost
+ * device). WebGPU does not throw at the failing call: the command is dropped and reads return zeros, so a run
+ * that went on would train or classify on garbage. `assertBackendHealthy` turns the first such error into
+ * this exception at the next read-back.
+ */
+export class BackendRuntimeError extends Error {
+  constructor(
+    readonly backend: BackendName,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'BackendRuntimeError';
+  }
+}
+
+let deviceError: string | undefined;
+
+/** Hint for the errors a user can act on. */
+function deviceErrorHint(msg: string): string {
+  if (/binding size|maxStorageBufferBindingSize|maxBufferSize|out of memory|OutOfMemory/i.test(msg)) {
+    return ' (a tensor is larger than this GPU device allows per buffer: lower batchSize or inputSize, or use --backend wasm)';
+  }
+  return '';
+}
+
+/** Records the first error the active WebGPU device reports (see BackendRuntimeError). */
+function watchWebgpuDevice(): void {
+  const dev = (tf.backend() as unknown as { device?: any }).device;
+  if (!dev) return;
+  dev.onuncapturederror = (ev: any) => {
+    if (deviceError !== undefined) return;
+    const msg = String(ev?.error?.message ?? message(ev)).trim();
+    const first = msg.split('\n')[0];
+    deviceError = `WebGPU device error: ${first}${deviceErrorHint(msg)}`;
+  };
+  dev.lost?.then?.((info: any) => {
+    deviceError ??= `WebGPU device lost${info?.message ? `: ${String(info.message)}` : ''}`;
+  });
+}
+
+/**
+ * Throws BackendRuntimeError when the active backend's device has reported an error since it was selected
+ * (webgpu only; a no-op for the others). Called after every read-back of training and inference, so a run
+ * stops at the first bad step instead of producing numbers from dropped GPU commands.
+ */
+export function assertBackendHealthy(): void {
+  if (deviceError !== undefined) throw new BackendRuntimeError('webgpu', deviceError);
+}
+
 type MinimalLogger = Pick<Logger, 'info' | 'warn' | 'debug'>;
 
 const requireHere = createRequire(import.meta.url);
@@ -157,6 +207,7 @@ async function useWebgpu(auto = false): Promise<string> {
   }
   await importOptional('@tensorflow/tfjs-backend-webgpu');
   await activate('webgpu');
+  watchWebgpuDevice();
   return `WebGPU via Dawn${desc ? ` (${desc})` : ''}`;
 }
 

@@ -15,6 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs';
 import type { Logger } from '../log.js';
+import { assertBackendHealthy } from './backend.js';
 import { argmaxLabels, LABELS } from './decode.js';
 import { loadModelDir, serializeModel, sha256Hex } from './model-dir.js';
 import { camToSliceGrid, gradCamMaps, splitForGradCam, type CamScoreKind, type GradCamSplit } from './gradcam.js';
@@ -159,6 +160,7 @@ export class SliceClassifier {
         const cam = gradCamMaps(this.split, a as tf.Tensor4D, [0]);
         held.push(cam);
         await Promise.all([p.data(), cam.data()]);
+        assertBackendHealthy();
       } finally {
         tf.dispose(held);
       }
@@ -216,6 +218,7 @@ export class SliceClassifier {
       const p = tf.tidy(() => this.model.predict(toTensor4d(tf, inputs.slice(s, e), size)) as tf.Tensor);
       try {
         out.push(...this.rows(await p.data(), e - s));
+        assertBackendHealthy();
       } finally {
         p.dispose();
       }
@@ -271,6 +274,7 @@ export class SliceClassifier {
         let data: Float32Array;
         try {
           data = (await maps.data()) as Float32Array;
+          assertBackendHealthy();
         } finally {
           maps.dispose();
         }

@@ -8,6 +8,11 @@
  * Both backends run in this one process, one after the other (tfjs switches backends; each run builds its
  * own model and copies the shared initial weights in as arrays).
  */
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { describe, it, expect, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend, type BackendName } from '../../src/inference/backend.js';
@@ -184,4 +189,43 @@ describe('webgpu backend (Dawn on Vulkan) against wasm', () => {
     expect(sel.name).toBe(software ? 'wasm' : 'webgpu');
     if (software) expect(sel.reason).toMatch(/webgpu: only a software adapter/);
   });
+});
+
+describe('webgpu device errors', () => {
+  it('a command the device drops (a buffer over its binding limit) fails the read-back with the reason, not zeros', async () => {
+    // In a child process: the first device error is remembered for the life of the backend. The script lives
+    // under node_modules/.cache so that it resolves the project's packages.
+    await mkdir(join(process.cwd(), 'node_modules', '.cache'), { recursive: true });
+    const dir = await mkdtemp(join(process.cwd(), 'node_modules', '.cache', 'sax-webgpu-err-'));
+    try {
+      const backendUrl = pathToFileURL(join(process.cwd(), 'src/inference/backend.ts')).href;
+      const script = join(dir, 'probe.mts');
+      await writeFile(
+        script,
+        `import * as tf from '@tensorflow/tfjs';
+import { selectBackend, assertBackendHealthy } from ${JSON.stringify(backendUrl)};
+await selectBackend('webgpu');
+const limit = (tf.backend() as any).device.limits.maxStorageBufferBindingSize as number;
+const ok = tf.relu(tf.ones([1024]));
+const okSum = (await tf.sum(ok).data())[0];
+assertBackendHealthy(); // nothing wrong yet
+const big = tf.relu(tf.ones([Math.floor(limit / 4) + 1024])); // one float32 buffer over the limit
+const bigSum = (await tf.sum(big).data())[0];
+let error = '';
+try { assertBackendHealthy(); } catch (e) { error = (e as Error).name + ': ' + (e as Error).message; }
+console.log(JSON.stringify({ limit, okSum, bigSum, error }));
+process.exit(0);
+`,
+      );
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', script], { cwd: process.cwd(), timeout: 120_000, maxBuffer: 16 << 20 });
+      const r = JSON.parse(stdout.trim().split('\n').pop()!) as { limit: number; okSum: number; bigSum: number; error: string };
+      console.log(`device limit ${r.limit} B; dropped command read back ${r.bigSum}; ${r.error}`);
+      expect(r.okSum).toBe(1024);
+      expect(r.bigSum).not.toBe(Math.floor(r.limit / 4) + 1024); // the command was dropped: its result is garbage
+      expect(r.error).toMatch(/^BackendRuntimeError: WebGPU device error: .*(binding size|larger than)/i);
+      expect(r.error).toMatch(/lower batchSize or inputSize/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 150_000);
 });
