@@ -15,7 +15,9 @@
  * Options: --backend NAME (auto; webgpu, tensorflow, wasm, cpu), --protocol FILE (config/protocols/ci.json),
  *   --cell TEXT (grid files: the first cell whose name contains TEXT, e.g. `scratch/mobilenet`; default the
  *   first cell), --dataset SPEC (phantom:8), --epochs N (2), --input N (overrides the protocol's inputSize),
- *   --batch N (overrides batchSize), --out DIR (default a temporary folder, removed afterwards).
+ *   --batch N (overrides batchSize), --out DIR (default a temporary folder, removed afterwards), --weights none
+ *   (start an ImageNet cell from random weights: the time of a step does not depend on the weights' values, so
+ *   a host without the Keras files can still time the paper's depth-0/depth-1 cells).
  *
  * A GPU host: `node --import tsx bench/train-epoch.ts --backend webgpu --protocol config/protocols/paper.json
  *   --cell D0/vgg16 --dataset acdc:../shared/data/acdc` (tfjs-node-gpu: `--backend tensorflow`).
@@ -54,6 +56,11 @@ const dataset = arg('dataset', 'phantom:8');
 const epochs = intArg('epochs', 2, 1)!;
 const input = intArg('input', undefined, 16);
 const batch = intArg('batch', undefined, 1);
+const weightsArg = arg('weights', '');
+if (weightsArg !== '' && weightsArg !== 'none') {
+  console.error(`--weights: only 'none' can be given (the protocol's own weights are the default), got ${weightsArg}`);
+  process.exit(2);
+}
 
 const file = await loadProtocolFile(protocolFile);
 let base: Protocol;
@@ -87,7 +94,7 @@ const out = outArg ? resolve(outArg) : await mkdtemp(join(tmpdir(), 'sax-range-e
 let records: EpochRecord[];
 let backendName: string;
 try {
-  const r = await runTraining({ protocol, dataset, out, backend, progress: false });
+  const r = await runTraining({ protocol, dataset, out, backend, progress: true, randomImagenetBase: weightsArg === 'none' });
   backendName = r.backend;
   const state = JSON.parse(await readFile(join(out, 'checkpoints', 'final', 'state.json'), 'utf8')) as { result: { records: EpochRecord[] } };
   records = state.result.records;

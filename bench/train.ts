@@ -1,6 +1,7 @@
 /**
  * Training throughput: samples/s of one SGD step on the WASM backend vs the same model in PyTorch on the CPU
- * (issue 3 item 8; not a test). `node --import tsx bench/train.ts [options]`
+ * (issue 3 item 8; not a test). `node --import tsx bench/train.ts [options]`. On a GPU host the same pair runs
+ * as tfjs-webgpu vs PyTorch CUDA: `--backend webgpu --torch-device cuda`.
  *
  * tfjs side: `buildModel(arch, { inputSize, seed })`, `selectBackend('wasm')` (registers the WASM gradient
  * kernels), `installFastBatchNormGradient()` (as training does), and `trainStep(model, KerasSgd, x, y)` of
@@ -19,6 +20,7 @@
  * minus the benchmark's own, % of one core: a noisy machine shows there).
  *
  * Options: --arch NAME (cbr_small), --input N (128), --batch N (16), --steps N (20), --warmup N (3), --seed N (1),
+ *   --backend NAME (tfjs backend: wasm by default; webgpu, tensorflow, cpu), --torch-device cpu|cuda (cpu),
  *   --python PATH (default: $SAX_PYTHON, else /usr/bin/python3 when it exists — where Debian's python3-torch
  *   lives; a pyenv/venv `python3` first on PATH usually lacks torch — else `python3`), --threads N (torch
  *   threads; default the core count), --no-torch (tfjs side only).
@@ -29,7 +31,7 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend } from '../src/inference/backend.js';
+import { BACKEND_PREFERENCES, selectBackend, type BackendPreference } from '../src/inference/backend.js';
 import { installFastBatchNormGradient } from '../src/training/models/batchnorm-gradient.js';
 import { buildModel, canonicalArchitecture, countParams, NUM_CLASSES } from '../src/training/models/index.js';
 import { KerasSgd, trainableVariables, trainStep } from '../src/training/train.js';
@@ -89,6 +91,16 @@ const warmup = intArg('warmup', 3, 0);
 const seed = intArg('seed', 1, 0);
 const threads = intArg('threads', cpus().length, 1);
 const noTorch = process.argv.includes('--no-torch');
+const backendPref = arg('backend', 'wasm') as BackendPreference;
+if (!BACKEND_PREFERENCES.includes(backendPref)) {
+  console.error(`--backend: one of ${BACKEND_PREFERENCES.join(', ')} expected, got ${backendPref}`);
+  process.exit(2);
+}
+const torchDevice = arg('torch-device', 'cpu');
+if (torchDevice !== 'cpu' && torchDevice !== 'cuda') {
+  console.error(`--torch-device: cpu or cuda expected, got ${torchDevice}`);
+  process.exit(2);
+}
 const python = arg('python', process.env.SAX_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'));
 
 const cpuModel = readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/)?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown CPU';
@@ -97,9 +109,9 @@ const loadStart = loadavg();
 const started = new Date().toISOString();
 
 // ---------------------------------------------------------------------------------------------------------
-// tfjs-wasm
+// tfjs (wasm unless --backend says otherwise)
 
-const backend = await selectBackend('wasm');
+const backend = await selectBackend(backendPref);
 installFastBatchNormGradient();
 const model = buildModel(arch, { inputSize, seed });
 const params = countParams(model);
@@ -127,10 +139,11 @@ const ownSeconds = (ownCpu.user + ownCpu.system) / 1e6;
 const otherCpuPct = (100 * Math.max(0, cpuBusySeconds() - busy0 - ownSeconds)) / wasmSeconds;
 const leaked = tf.memory().numTensors - tensorsBefore;
 const wasm = {
-  framework: 'tfjs-wasm',
+  framework: `tfjs-${backend.name}`,
+  backendReason: backend.reason,
   tfjs: tf.version.tfjs,
   backend: backend.name,
-  threads: 1,
+  threads: backend.name === 'wasm' ? 1 : null,
   node: process.version,
   arch,
   input: inputSize,
@@ -163,7 +176,7 @@ let torchRes: TorchResult | undefined;
 let exitCode = 0;
 if (!noTorch) {
   const script = fileURLToPath(new URL('./train_torch.py', import.meta.url));
-  const argv = [script, '--arch', arch, '--input', String(inputSize), '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup), '--seed', String(seed), '--threads', String(threads)];
+  const argv = [script, '--arch', arch, '--input', String(inputSize), '--batch', String(batch), '--steps', String(steps), '--warmup', String(warmup), '--seed', String(seed), '--threads', String(threads), '--device', torchDevice];
   const r = spawnSync(python, argv, { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 });
   if (r.error || r.status !== 0) {
     console.error(`${python} ${argv.join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}):\n${r.stderr}`);
@@ -190,12 +203,12 @@ const f1 = (v: number) => v.toFixed(1);
 const la = loadStart.map((v) => v.toFixed(2)).join(' / ');
 console.log('');
 console.log(
-  '| machine | Node | torch (threads) | arch | input | batch | tfjs-wasm samples/s | torch samples/s | wasm/torch | load avg at start (1/5/15 min) | other CPU during wasm / torch |',
+  `| machine | Node | torch (threads, device) | arch | input | batch | tfjs-${backend.name} samples/s | torch samples/s | ${backend.name}/torch | load avg at start (1/5/15 min) | other CPU during tfjs / torch |`,
 );
 console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '—' : `${v.toFixed(0)} %`);
 console.log(
-  `| ${machine} | ${process.version} | ${torchRes ? `${torchRes.torch} (${torchRes.threads})` : '—'} | ${arch} | ${inputSize}² | ${batch} | ` +
+  `| ${machine} | ${process.version} | ${torchRes ? `${torchRes.torch} (${torchRes.threads}, ${torchDevice})` : '—'} | ${arch} | ${inputSize}² | ${batch} | ` +
     `${f1(wasm.samplesPerSec)} | ${torchRes ? f1(torchRes.samplesPerSec) : '—'} | ${torchRes ? (wasm.samplesPerSec / torchRes.samplesPerSec).toFixed(2) : '—'} | ${la} | ` +
     `${pct(otherCpuPct)} / ${pct(torchRes?.otherCpuPct)} |`,
 );

@@ -2,7 +2,7 @@
 """PyTorch CPU counterpart of bench/train.ts: training samples/s of the same CBR model, batch and input.
 
 Usage: python3 bench/train_torch.py [--arch cbr_small] [--input 128] [--batch 16] [--steps 20]
-                                     [--warmup 3] [--threads N] [--seed 1]
+                                     [--warmup 3] [--threads N] [--seed 1] [--device cpu|cuda]
 
 The model mirrors src/training/models/cbr.ts layer for layer (PyTorch's NCHW layout instead of NHWC):
   per block i:  Conv2d(c_in, f_i, k, stride 1, padding 0 ('valid') or k//2 ('same'), bias=True)
@@ -16,7 +16,8 @@ Optimizer: torch.optim.SGD(lr 0.01, momentum 0.9, nesterov=True). Random inputs 
 one fixed batch (as the tfjs side). Also reports the CPU that other processes used during the timed
 steps (/proc/stat busy time minus this process's own), in % of one core. torch.set_num_threads(threads), threads = os.cpu_count() by default
 (--threads overrides). Warm-up steps, then `steps` timed steps (loss.item() each step, as trainStep reads
-the loss back). Prints one JSON object on stdout.
+the loss back). --device cuda runs model and batch on the GPU (loss.item() synchronises each step, so the
+step times are complete). Prints one JSON object on stdout.
 """
 
 import argparse
@@ -122,6 +123,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = os.cpu_count())")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = ap.parse_args()
 
     key = canonical(a.arch)
@@ -132,14 +134,15 @@ def main() -> None:
     torch.manual_seed(a.seed)
     load_start = os.getloadavg()
 
-    model = Cbr(spec)
+    device = torch.device(a.device)
+    model = Cbr(spec).to(device)
     model.train()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     # Non-trainable state that tfjs also counts as weights: BN moving mean/variance (not num_batches_tracked).
     bn_stats = sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked"))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    x = torch.randn(a.batch, 3, a.input, a.input)
-    y = torch.randint(0, NUM_CLASSES, (a.batch,))
+    x = torch.randn(a.batch, 3, a.input, a.input).to(device)
+    y = torch.randint(0, NUM_CLASSES, (a.batch,)).to(device)
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
@@ -169,6 +172,7 @@ def main() -> None:
                 "torch": torch.__version__,
                 "python": platform.python_version(),
                 "threads": torch.get_num_threads(),
+                "device": a.device + (f" ({torch.cuda.get_device_name(0)})" if a.device == "cuda" else ""),
                 "cpuCount": os.cpu_count(),
                 "arch": key,
                 "input": a.input,

@@ -31,7 +31,7 @@ import { createRequire } from 'node:module';
 import { isMainThread, parentPort, Worker, workerData, type WorkerOptions } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend, type BackendName, type BackendPreference } from '../inference/backend.js';
+import { assertBackendHealthy, selectBackend, type BackendName, type BackendPreference } from '../inference/backend.js';
 import { argmaxLabels, decodeRange, LABELS } from '../inference/decode.js';
 import { loadModelDir, saveModelDir, type ModelCard, type ModelCardInput } from '../inference/model-dir.js';
 import { preprocessParamsFor, type PreprocessParams } from '../inference/preprocess.js';
@@ -153,6 +153,7 @@ export async function trainStep(model: tf.LayersModel, opt: KerasSgd, x: tf.Tens
   });
   const loss = (await lossT.data())[0];
   lossT.dispose();
+  assertBackendHealthy();
   let correct = 0;
   if (probs) {
     const c = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(probs!, 1), tf.argMax(y, 1)), 'int32')));
@@ -172,6 +173,7 @@ export async function predictBuffer(model: tf.LayersModel, x: Float32Array, n: n
     const p = tf.tidy(() => model.predict(tf.tensor4d(x.subarray(i * per, (i + m) * per), [m, size, size, 3])) as tf.Tensor);
     out.set((await p.data()) as Float32Array, i * 3);
     p.dispose();
+    assertBackendHealthy();
   }
   return out;
 }
@@ -310,6 +312,8 @@ export interface JobContext {
   hooks: JobHooks;
   /** Model dir a job starts from instead of a fresh build (a depth-1 grid cell: the depth-0 final model). */
   initialModel?: string;
+  /** RunTrainingOptions.randomImagenetBase. */
+  randomImagenetBase?: boolean;
 }
 
 function compact(m: StackMetrics['argmax']): CompactMetrics {
@@ -500,7 +504,9 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
     hooks.log('info', { job: job.name, from: ctx.initialModel }, 'starting from a trained model');
   } else {
     model = buildModel(P.architecture, { inputSize: P.inputSize, seed: job.seed, padding: P.padding, alpha: P.alpha });
-    if (P.weights === 'imagenet') {
+    if (P.weights === 'imagenet' && ctx.randomImagenetBase) {
+      hooks.log('warn', { job: job.name, architecture: P.architecture }, 'ImageNet weights NOT loaded: the base keeps random weights (randomImagenetBase; for timing only)');
+    } else if (P.weights === 'imagenet') {
       const w = await loadImagenetWeights(model, P.architecture, P.weightsDir, P.alpha ?? 1);
       hooks.log('info', { job: job.name, weights: w.path, layers: w.assigned.length, verified: w.verified }, 'ImageNet weights loaded');
     }
@@ -667,6 +673,7 @@ interface WorkerInit {
   license: { data: string; citation: string };
   resume: boolean;
   initialModel?: string;
+  randomImagenetBase?: boolean;
 }
 
 type FromWorker =
@@ -829,6 +836,7 @@ async function workerMain(): Promise<void> {
     resume: init.resume,
     hooks,
     initialModel: init.initialModel,
+    randomImagenetBase: init.randomImagenetBase,
   };
   port.on('message', (m: { type: 'run'; job: JobSpec }) => {
     if (m.type !== 'run') return;
@@ -870,6 +878,12 @@ export interface RunTrainingOptions {
   progress?: boolean | ((line: string) => void);
   /** Phantom image size override (tests: smaller, faster phantoms). */
   phantomRows?: number;
+  /**
+   * Benchmarks only: a protocol with `weights: 'imagenet'` keeps the base's seeded random weights instead of
+   * reading the Keras file (a warning is logged). The time of a step does not depend on the weights' values,
+   * so a GPU host without the files can time the paper's depth-0 cells (bench/train-epoch.ts --weights none).
+   */
+  randomImagenetBase?: boolean;
   /** Set by the grid runner (grid.ts): the dataset already loaded (and split), a start model, the test done by the caller. */
   gridCell?: {
     /** The subjects to train on (`dataset` then only names them in records). */
@@ -1144,10 +1158,10 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
     log: (level, obj, msg) => (level === 'debug' ? log?.debug?.(obj, msg) : log?.[level](obj, msg)),
   };
   const initialModel = grid?.initialModel?.dir;
-  const ctx: JobContext = { protocol: P, params, stacks, backend: sel.name, datasets, license, resume: !!opts.resume, hooks, initialModel };
+  const ctx: JobContext = { protocol: P, params, stacks, backend: sel.name, datasets, license, resume: !!opts.resume, hooks, initialModel, randomImagenetBase: opts.randomImagenetBase };
   const runner: JobRunner =
     workers > 1
-      ? poolRunner(workers, { backend: sel.name, stacks, protocol: P, params, datasets, license, resume: !!opts.resume, initialModel }, hooks)
+      ? poolRunner(workers, { backend: sel.name, stacks, protocol: P, params, datasets, license, resume: !!opts.resume, initialModel, randomImagenetBase: opts.randomImagenetBase }, hooks)
       : inProcessRunner(ctx);
 
   let cv: CvResult | undefined;
