@@ -48,9 +48,11 @@ export function buildProgram(): Command {
     .description('run the DICOM SCP, the workers and the HTTP API (roles: SAX_RANGE_ROLES)')
     .option('--config <file>', 'config file (JSON); environment variables override it')
     .addOption(backend())
-    .action(async (o) => {
+    .action(async (o, cmd: Command) => {
       const logger = createLogger();
-      const config = loadConfig({ file: o.config });
+      // --backend given on the command line wins over SAX_RANGE_BACKEND and the file; its default does not.
+      const cliBackend = cmd.getOptionValueSource('backend') === 'cli' ? { backend: o.backend } : {};
+      const config = loadConfig({ file: o.config, overrides: cliBackend });
       const { startService } = await import('./main.js');
       const service = await startService(config, logger);
       let stopping = false;
@@ -178,6 +180,7 @@ export function buildProgram(): Command {
     .description('the training report of a grid run folder: index.html with PNG figures (Tables 1 and 2, training curves, confusion matrices, t-SNE, Grad-CAM grid)')
     .requiredOption('--run <dir>', 'run folder (run.json, cells/<id>/)')
     .option('--out <dir>', 'output folder (default <run>/report)')
+    .addOption(backend().hideHelp()) // every command takes it (DESIGN); the report runs no model
     .action(async (o) => {
       const { buildReport } = await import('./training/report/index.js');
       const r = await buildReport({ run: o.run, out: o.out, log: (line) => process.stderr.write(`${line}\n`) });

@@ -173,6 +173,12 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
   return resolveSecrets(parsed.data);
 }
 
+/** 127.0.0.0/8, ::1 and localhost: the hosts an API without a token may bind to. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.trim().toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h) || h === '::ffff:127.0.0.1';
+}
+
 const named = (key: keyof Config) => `${key} (${ENV_KEYS[key]})`;
 
 /** Reads the `*_FILE` secrets and checks the key material (files, permissions, pairs). */
@@ -200,6 +206,12 @@ function resolveSecrets(config: Config): Config {
       checkReadableFile(out.tlsCaFile, `${named('tlsCaFile')}: CA file`);
     }
     if (out.tlsRequireClientCert && out.tlsCaFile === undefined) throw new ConfigError(`${named('tlsRequireClientCert')} needs ${named('tlsCaFile')}`);
+    if (out.apiToken === undefined && !isLoopbackHost(out.httpHost)) {
+      // DESIGN: without a token the API is open on loopback only (every process serves HTTP: src/api/ops.ts).
+      throw new ConfigError(
+        `${named('httpHost')} is ${out.httpHost}, not a loopback address, and no API token is set: set ${named('apiToken')} or ${named('apiTokenFile')}, or bind to 127.0.0.1`,
+      );
+    }
   } catch (err) {
     if (err instanceof SecretError) throw new ConfigError(`invalid config: ${err.message}`);
     throw err;

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path';
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { createApp } from './api/app.js';
 import { listenApi } from './api/listen.js';
+import { createOpsApp } from './api/ops.js';
 import type { Config } from './config.js';
 import { openDb, type Db } from './db/index.js';
 import type { Logger } from './log.js';
@@ -24,7 +25,7 @@ import { SeriesTracker } from './tracker/tracker.js';
 export interface Service {
   /** Bound DICOM port (scp role), else undefined. */
   dicomPort?: number;
-  /** Bound HTTP port (api role), else undefined. */
+  /** Bound HTTP port: the API (api role), else the health and metrics endpoints (src/api/ops.ts). */
   httpPort?: number;
   spool: Spool;
   tracker: SeriesTracker;
@@ -210,6 +211,20 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       service.httpPort = typeof addr === 'object' && addr ? addr.port : config.httpPort;
       closers.push(() => new Promise<void>((res) => server.close(() => res())));
       logger.info({ host: config.httpHost, port: service.httpPort, https: Boolean(config.httpsCertFile) }, 'HTTP API listening');
+    } else {
+      // No api role: this process still answers probes and scrapes (src/api/ops.ts) on the HTTP host/port.
+      const app = createOpsApp({
+        redis,
+        spoolDir: spool.studiesDir,
+        readiness: async (): Promise<Record<string, boolean>> => (roles.has('worker') ? { model: modelLoaded } : {}),
+        apiToken: config.apiToken,
+        queues: [classifyQueue, exportQueue],
+      });
+      const server = await listenApi(app, config);
+      const addr = server.address();
+      service.httpPort = typeof addr === 'object' && addr ? addr.port : config.httpPort;
+      closers.push(() => new Promise<void>((res) => server.close(() => res())));
+      logger.info({ host: config.httpHost, port: service.httpPort, roles: [...roles] }, 'health and metrics listening (no api role)');
     }
   } catch (err) {
     await service.close();

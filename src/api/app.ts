@@ -1,4 +1,3 @@
-import { access, constants } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
@@ -13,6 +12,7 @@ import type { SeriesTracker } from '../tracker/tracker.js';
 import { createDataRouter } from './data-routes.js';
 import { createDocsRouter } from './docs-routes.js';
 import { createImagesRouter } from './images.js';
+import { bearerToken, mountHealth } from './ops.js';
 import { publicOrthancUrl } from './orthanc-ids.js';
 import { formatZodError, StudyParamsSchema } from './schemas.js';
 import { readStudyResults } from './study-results.js';
@@ -45,40 +45,14 @@ export function createApp(deps: ApiDeps): express.Express {
   app.disable('x-powered-by');
   app.use(express.json({ limit: '1mb' }));
 
-  app.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
-  });
-
-  app.get('/readyz', async (_req, res) => {
-    const checks: Record<string, boolean> = {};
-    try {
-      checks.redis = (await deps.redis.ping()) === 'PONG';
-    } catch {
-      checks.redis = false;
-    }
-    try {
-      await access(deps.spoolDir, constants.W_OK);
-      checks.spool = true;
-    } catch {
-      checks.spool = false;
-    }
-    Object.assign(checks, (await deps.readiness?.()) ?? {});
-    const ok = Object.values(checks).every(Boolean);
-    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : 'not ready', checks });
-  });
+  mountHealth(app, deps);
 
   // The viewer and labeller pages carry no data (src/api/web.ts): open, like /healthz.
   app.use(createPagesRouter());
   // The OpenAPI description (src/api/openapi.ts): open too, it holds no data.
   app.use(createDocsRouter());
 
-  if (deps.apiToken) {
-    const expected = `Bearer ${deps.apiToken}`;
-    app.use((req: Request, res: Response, next: NextFunction) => {
-      if (req.headers.authorization === expected) return next();
-      res.status(401).json({ error: 'missing or invalid bearer token' });
-    });
-  }
+  if (deps.apiToken) app.use(bearerToken(deps.apiToken));
 
   const board = new ExpressAdapter();
   board.setBasePath('/admin/queues');
@@ -117,7 +91,14 @@ export function createApp(deps: ApiDeps): express.Express {
     if (!uid) return;
     const state = await deps.tracker.get(uid);
     if (!state) {
-      res.status(404).json({ error: `study ${uid} not known` });
+      // The tracker (Redis) may have forgotten a finished study — a Redis wipe, or results restored from a
+      // backup — while its results are still in the database / results folder: answer from those.
+      const results = await readStudyResults(deps.resultsDir, deps.db, uid);
+      if (results.length === 0) {
+        res.status(404).json({ error: `study ${uid} not known` });
+        return;
+      }
+      res.json({ studyInstanceUID: uid, instancesReceived: null, series: [], readyAt: null, stacks: [], setAside: [], jobs: [], results });
       return;
     }
     const jobs = [];

@@ -7,7 +7,8 @@ import type { z } from 'zod';
 import { checkLabelsAgainstResults, labelsToCsv, type Db, type LabelRecord, type LabelTarget, type StackSummary } from '../db/index.js';
 import { ModelDirError, readModelCard } from '../inference/model-dir.js';
 import type { Logger } from '../log.js';
-import { collectQueueCounts, metricsRegistry, type CountableQueue } from '../metrics.js';
+import type { CountableQueue } from '../metrics.js';
+import { metricsHandler } from './ops.js';
 import type { SeriesTracker } from '../tracker/tracker.js';
 import { formatZodError, LabelsCsvQuerySchema, ListStudiesQuerySchema, PutLabelsBodySchema, StudyParamsSchema } from './schemas.js';
 import { readStudyResults } from './study-results.js';
@@ -159,10 +160,7 @@ export function createDataRouter(deps: DataRoutesDeps): express.Router {
     res.type('text/csv; charset=utf-8').set('Content-Disposition', 'attachment; filename="labels.csv"').send(labelsToCsv(rows));
   });
 
-  router.get('/metrics', async (_req, res) => {
-    await collectQueueCounts(deps.queues);
-    res.type(metricsRegistry.contentType).send(await metricsRegistry.metrics());
-  });
+  router.get('/metrics', metricsHandler(deps.queues));
 
   return router;
 }

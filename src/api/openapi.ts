@@ -133,7 +133,7 @@ export function buildOpenApiDocument(): Json {
           operationId: 'getStudy',
           summary: 'What was received, the stacks, the jobs and the results of a study',
           parameters: [studyParam],
-          responses: { 200: json({ type: 'object' }, 'the study'), 400: E400, 401: E401, 404: error('study not known to the tracker') },
+          responses: { 200: json({ type: 'object' }, 'the study'), 400: E400, 401: E401, 404: error('study known neither to the tracker nor by results') },
         },
       },
       '/api/studies/{studyUID}/results': {

@@ -5,9 +5,8 @@
  * `sax-range/result@1` document per stack.
  *
  * - `--json`: prints the JSON array of the documents on stdout (logs go to stderr).
- * - `--out DIR`: writes `<stackId>.json` per stack there, and the DICOM objects through `writeOutputs`
- *   (the SR / SC / KOS writers of issue 4 plug in there; until then nothing but the JSON is written and
- *   `outputs` stays empty).
+ * - `--out DIR`: writes `<stackId>.json` per stack there, and the DICOM objects (SR, slice and montage SCs,
+ *   KOS) through `writeOutputs`; `outputs` in each document lists them.
  */
 import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

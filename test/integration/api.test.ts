@@ -14,6 +14,7 @@ import { writeUntrainedModelDir } from '../helpers/model.js';
 import { createTestSchema, type TestSchema } from '../helpers/postgres.js';
 import { removeServiceKeys, testServiceConfig } from '../helpers/service.js';
 import { until } from '../helpers/wait.js';
+import { createRedis } from '../../src/queue/redis.js';
 
 /**
  * The HTTP API over a real service (SCP, worker with an untrained model, API, Redis) and a real database:
@@ -256,5 +257,24 @@ describe.each(['sqlite', 'postgres'] as const)('HTTP API on %s', (driver) => {
     // The quiet period alone is stableSeconds (1 s).
     expect(delta('sax_range_stage_duration_seconds_sum', { stage: 'receive_to_ready' })).toBeGreaterThanOrEqual(config.stableSeconds);
     expect(sample(text, 'process_cpu_seconds_total')).toBeGreaterThan(0);
+  });
+
+  // Last: it removes the study from the tracker.
+  it('answers GET /api/studies/:uid from the stored results once the tracker has forgotten the study (Redis wiped)', async () => {
+    const uid = truth.studyInstanceUID;
+    const redis = createRedis(config.redisUrl);
+    try {
+      expect(await redis.del(`${config.queuePrefix}:tracker:study:${uid}`)).toBe(1);
+    } finally {
+      redis.disconnect();
+    }
+    const r = await call(`/api/studies/${uid}`);
+    expect(r.status).toBe(200);
+    const body = (await r.json()) as { studyInstanceUID: string; results: Result[]; jobs: unknown[]; instancesReceived: number | null };
+    expect(body.studyInstanceUID).toBe(uid);
+    expect(body.results).toEqual([result]);
+    expect(body.jobs).toEqual([]);
+    expect(body.instancesReceived).toBeNull();
+    expect((await call('/api/studies/1.2.3.4.5.6.7.8.9')).status).toBe(404); // known nowhere
   });
 });

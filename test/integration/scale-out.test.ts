@@ -86,7 +86,8 @@ beforeAll(async () => {
   for (const n of [1, 2]) workers.push(await startServeProcess(`worker-${n}`, { ...env, SAX_RANGE_ROLES: 'worker' }));
   for (const w of workers) await w.waitForLog((l) => l.msg === 'classify worker ready', 60_000, 'worker ready');
   expect(front.dicomPort).toBeGreaterThan(0);
-  expect(workers.every((w) => w.dicomPort === null && w.httpPort === null)).toBe(true);
+  // A worker-only process serves no DICOM, but answers probes and scrapes on its HTTP port (src/api/ops.ts).
+  expect(workers.every((w) => w.dicomPort === null && (w.httpPort ?? 0) > 0)).toBe(true);
 });
 
 afterAll(async () => {
@@ -117,6 +118,24 @@ describe('scale-out: scp,api + two worker processes on one Redis and one spool',
       expect(logsAbout(workers, 'classify job completed', uid)).toHaveLength(1);
     }
     expect([...used].sort(), 'both workers took jobs').toEqual([...pids].sort());
+  });
+
+  it('each worker process answers /healthz and /readyz and serves its own /metrics (the jobs it ran)', async () => {
+    let classified = 0;
+    for (const w of workers) {
+      const base = `http://127.0.0.1:${w.httpPort}`;
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      const ready = (await (await fetch(`${base}/readyz`)).json()) as { status: string; checks: Record<string, boolean> };
+      expect(ready).toEqual({ status: 'ready', checks: { redis: true, spool: true, model: true } });
+      const text = await (await fetch(`${base}/metrics`)).text();
+      const m = /^sax_range_stage_duration_seconds_count\{stage="classify"\} (\d+)$/m.exec(text);
+      expect(m, `classify stage count in worker ${w.pid}'s /metrics`).not.toBeNull();
+      expect(Number(m![1]), 'this worker classified some of the studies').toBeGreaterThan(0);
+      classified += Number(m![1]);
+      expect(text).not.toMatch(/^sax_range_instances_received_total\{[^}]*\} [1-9]/m); // the SCP counts those, not a worker
+      expect((await fetch(`${base}/api/studies`)).status).toBe(404); // no api role here
+    }
+    expect(classified, 'the workers counted each of the six studies once').toBe(studies.length);
   });
 
   it('a worker SIGKILLed mid-job: the job finishes once on the other worker after stall detection', async () => {

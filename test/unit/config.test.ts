@@ -30,3 +30,20 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ env: { SAX_RANGE_AE_TITLE: 'WAY-TOO-LONG-AE-TITLE' } })).toThrow(/aeTitle/);
   });
 });
+
+describe('API exposure (DESIGN: without a token the API is open on loopback only)', () => {
+  it('refuses a non-loopback HTTP host without a token, and names the way out', () => {
+    expect(() => loadConfig({ env: { SAX_RANGE_HTTP_HOST: '0.0.0.0' } })).toThrow(/httpHost \(SAX_RANGE_HTTP_HOST\) is 0\.0\.0\.0.*SAX_RANGE_API_TOKEN/);
+    expect(() => loadConfig({ env: { SAX_RANGE_HTTP_HOST: '10.1.2.3' } })).toThrow(ConfigError);
+    expect(() => loadConfig({ env: { SAX_RANGE_HTTP_HOST: '::' } })).toThrow(ConfigError);
+  });
+
+  it('allows it with a token or on loopback, whatever the roles (every process serves at least /metrics)', () => {
+    expect(loadConfig({ env: { SAX_RANGE_HTTP_HOST: '0.0.0.0', SAX_RANGE_API_TOKEN: 's3cret' } }).httpHost).toBe('0.0.0.0');
+    for (const host of ['127.0.0.1', '127.0.0.2', 'localhost', '::1', '[::1]']) {
+      expect(loadConfig({ env: { SAX_RANGE_HTTP_HOST: host } }).httpHost).toBe(host);
+    }
+    expect(() => loadConfig({ env: { SAX_RANGE_HTTP_HOST: '0.0.0.0', SAX_RANGE_ROLES: 'worker' } })).toThrow(ConfigError);
+    expect(loadConfig({ env: { SAX_RANGE_HTTP_HOST: '0.0.0.0', SAX_RANGE_ROLES: 'worker', SAX_RANGE_API_TOKEN: 't' } }).roles).toEqual(['worker']);
+  });
+});
