@@ -49,15 +49,17 @@ export class CustomScaleLayer extends tf.layers.Layer {
 tf.serialization.registerClass(CustomScaleLayer);
 
 /**
- * Training mode for BatchNormalization layers without γ (`scale: false`) or β (`center: false`).
+ * Training through BatchNormalization layers without γ (`scale: false`) or β (`center: false`).
  *
  * Keras' InceptionV3 and InceptionResNetV2 use `BatchNormalization(scale=False)` after every convolution, and
- * tf.layers accepts that, but in training mode its `call` reads `this.gamma.read()` and `this.beta.read()`
- * unconditionally (tfjs-layers 4.22 normalization.ts), so any training step of those models failed with
- * "Cannot read properties of undefined (reading 'read')". While such a layer runs in training mode this lends
- * it a constant γ = 1 / β = 0 — what `scale: false` / `center: false` mean — and takes it back afterwards:
- * no weight is added (parameter counts and Keras weight files are unchanged) and nothing is serialised.
- * Patched on the class, so that layers of models loaded from a model directory train too.
+ * tf.layers accepts that, but (tfjs-layers 4.22 normalization.ts) in training mode its `call` reads
+ * `this.gamma.read()` unconditionally ("Cannot read properties of undefined (reading 'read')"), and in
+ * inference mode — a frozen base at depth 0 — it calls the FusedBatchNorm kernel without a scale, whose
+ * gradient config saves the missing input, so recording the op on a gradient tape fails ("Cannot read
+ * properties of undefined (reading 'dataId')"). While such a layer runs, this lends it a constant γ = 1 /
+ * β = 0 — what `scale: false` / `center: false` mean — and takes it back afterwards: no weight is added
+ * (parameter counts and Keras weight files are unchanged) and nothing is serialised. Patched on the class,
+ * so that layers of models loaded from a model directory are covered too.
  */
 function patchBatchNormTraining(): void {
   const proto = Object.getPrototypeOf(tf.layers.batchNormalization({})) as {
@@ -68,7 +70,7 @@ function patchBatchNormTraining(): void {
   const original = proto.call;
   type Readable = { read(): tf.Tensor } | null | undefined;
   proto.call = function (this: { gamma: Readable; beta: Readable; movingMean: { shape: number[] } }, inputs, kwargs) {
-    if (!kwargs?.training || (this.gamma && this.beta)) return original.call(this, inputs, kwargs);
+    if (this.gamma && this.beta) return original.call(this, inputs, kwargs);
     const { gamma, beta } = this;
     const shape = this.movingMean.shape;
     if (!gamma) this.gamma = { read: () => tf.ones(shape) };
