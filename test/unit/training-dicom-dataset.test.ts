@@ -1,9 +1,11 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import dcmjs from 'dcmjs';
 import { writePhantomStudy, type PhantomTruth } from '../../src/phantom/index.js';
+import { APEX_DIRECTION } from '../../src/stack/geometry.js';
 import { loadDataset } from '../../src/training/data/spec.js';
 import { isRangeLabelling } from '../../src/training/data/types.js';
 
@@ -89,4 +91,51 @@ describe('dicom:DIR dataset (DICOM files + labels.csv)', () => {
     await writeCsv('SOP,label', lines);
     await expect(loadDataset(`dicom:${join(root, 'data')}`)).rejects.toThrow(/the header must name SOPInstanceUID and label/);
   });
+
+  it('a stack whose geometry cannot tell the apex end takes its order from labels that form a range only reversed', async () => {
+    // A phantom study turned in patient space (IOP and IPP rotated together, so that the slices keep their
+    // spacing) until the slice normal is nearly perpendicular to the expected LV axis and points the wrong way
+    // (cos +0.1 instead of about −0.9): the geometry then orders the slices base → apex, and says it is unsure.
+    const dir = join(root, 'turned');
+    const { truth, paths } = await writePhantomStudy(join(dir, 'study'), { seed: 11, slices: SLICES, phases: 20, rows: 64 });
+    const { DicomMessage, DicomMetaDictionary } = dcmjs.data;
+    const first = DicomMetaDictionary.naturalizeDataset(DicomMessage.readFile((await readFile(paths[0])).buffer.slice(0) as ArrayBuffer).dict);
+    const iop = first.ImageOrientationPatient as number[];
+    const cross = (a: number[], b: number[]) => [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
+    const dot = (a: number[], b: number[]) => a[0] * b[0] + a[1] * b[1] + a[2] * b[2];
+    const unit = (a: number[]) => a.map((x) => x / Math.hypot(...a));
+    const apex = [...APEX_DIRECTION];
+    const n = unit(cross(iop.slice(0, 3), iop.slice(3, 6)));
+    const w = unit(n.map((x, i) => x - dot(n, apex) * apex[i])); // n without its apex component
+    const target = apex.map((a, i) => 0.1 * a + Math.sqrt(1 - 0.01) * w[i]);
+    // Rodrigues rotation taking n to target.
+    const k = unit(cross(n, target));
+    const theta = Math.acos(Math.min(1, Math.max(-1, dot(n, target))));
+    const rot = (v: number[]) => {
+      const kv = cross(k, v);
+      const kd = dot(k, v);
+      return v.map((x, i) => x * Math.cos(theta) + kv[i] * Math.sin(theta) + k[i] * kd * (1 - Math.cos(theta)));
+    };
+    for (const path of paths) {
+      const msg = DicomMessage.readFile((await readFile(path)).buffer.slice(0) as ArrayBuffer);
+      const ds = DicomMetaDictionary.naturalizeDataset(msg.dict);
+      const o = ds.ImageOrientationPatient as number[];
+      ds.ImageOrientationPatient = [...rot(o.slice(0, 3)), ...rot(o.slice(3, 6))].map((x) => Number(x.toFixed(6)));
+      ds.ImagePositionPatient = rot(ds.ImagePositionPatient as number[]).map((x) => Number(x.toFixed(4)));
+      msg.dict = DicomMetaDictionary.denaturalizeDataset(ds);
+      await writeFile(path, Buffer.from(msg.write()));
+    }
+    const csv = ['SOPInstanceUID,label', ...rows(truth, false)];
+    await writeFile(join(dir, 'labels.csv'), `${csv.join('\r\n')}\r\n`);
+
+    const ds = await loadDataset(`dicom:${dir}`);
+    expect(ds.parts[0]!.skipped).toEqual([]);
+    const subject = ds.subjects.find((x) => x.id === `dicom-${truth.studyInstanceUID}`)!;
+    expect(subject.stacks.map((st) => st.phase).sort()).toEqual(['ED', 'ES']);
+    for (const st of subject.stacks) {
+      expect(st.labels).toEqual(truth.labels[st.phase]); // apex → base, as the labels say
+      expect(isRangeLabelling(st.labels)).toBe(true);
+      expect(st.sourceSlices).toHaveLength(SLICES);
+    }
+  }, 60_000);
 });

@@ -116,7 +116,7 @@ async function stackPhases(stack: CineStack, bySop: Map<string, LabelsCsvRow>, u
   }
   if (!phases.size) return [];
   const where = (p: number) => `study ${stack.studyInstanceUID} stack ${stack.stackId} phase index ${p}`;
-  const order = apexToBase(stack).order;
+  const { order, ambiguous } = apexToBase(stack);
   let rule: { ED: number; ES: number } | undefined;
   const out: LabelledStack[] = [];
   const named = new Map<'ED' | 'ES', number>();
@@ -152,7 +152,7 @@ async function stackPhases(stack: CineStack, bySop: Map<string, LabelsCsvRow>, u
     const st = await labelledStackOf(`${where(p)} (${phase})`, `dicom-${stack.studyInstanceUID}`, phase, refs, async (s) => {
       const r = s as (typeof refs)[number];
       return r.path ? { path: r.path, ...(r.frame !== undefined ? { frame: r.frame } : {}) } : `slice ${s.index} has no image at this phase`;
-    });
+    }, 'labelled', { reversible: ambiguous });
     if (typeof st === 'string') {
       skipped.push(st);
       continue;

@@ -58,8 +58,9 @@ export interface LabelledSliceRef {
 
 /**
  * One phase of one stack as a LabelledStack, or the reason it cannot be one (shared by `labels:` and
- * `dicom:`): every slice labelled, one SOP instance per slice, labels of the form OAP* IN+ OBS*, the pixels
- * of one size. `locate` finds a slice's file and frame, or says why it cannot. `labelled` is the word for
+ * `dicom:`): every slice labelled, one SOP instance per slice, labels of the form OAP* IN+ OBS* (`slices`
+ * apex → base; with `reversible`, when the geometry was ambiguous, labels that form a range only in the other
+ * order reverse the stack), the pixels of one size. `locate` finds a slice's file and frame, or says why it cannot. `labelled` is the word for
  * "has a label" in the reason (`confirmed` for the labeller's human labels).
  */
 export async function labelledStackOf(
@@ -69,18 +70,28 @@ export async function labelledStackOf(
   slices: readonly LabelledSliceRef[],
   locate: (s: LabelledSliceRef) => Promise<{ path: string; frame?: number } | string>,
   labelled = 'labelled',
+  opts: { reversible?: boolean } = {},
 ): Promise<LabelledStack | string> {
   const done = slices.filter((s) => s.label !== undefined).length;
   if (done < slices.length) return `${where}: ${done} of ${slices.length} slices ${labelled}`;
   if (new Set(slices.map((s) => s.sopInstanceUID)).size < slices.length) {
     return `${where}: slices share SOP instances (multi-frame); labels name instances, not frames`;
   }
-  const labels: SliceLabel[] = slices.map((s) => s.label!);
-  if (!isRangeLabelling(labels)) return `${where}: labels ${labels.join(' ')} are not of the form OAP* IN+ OBS*`;
+  let ordered = slices;
+  let labels: SliceLabel[] = slices.map((s) => s.label!);
+  if (!isRangeLabelling(labels)) {
+    // With `reversible` (the geometry could not tell the apex end), labels that form a range read the other
+    // way round fix the order: they say which images are apical.
+    const reversed = [...slices].reverse();
+    const rl = reversed.map((s) => s.label!);
+    if (!(opts.reversible && isRangeLabelling(rl))) return `${where}: labels ${labels.join(' ')} are not of the form OAP* IN+ OBS*`;
+    ordered = reversed;
+    labels = rl;
+  }
   const images: Float32Array[] = [];
   let rows = 0;
   let columns = 0;
-  for (const s of slices) {
+  for (const s of ordered) {
     const at = await locate(s);
     if (typeof at === 'string') return `${where}: ${at}`;
     const f = await decodeFrame(at.path, at.frame ?? 0);
@@ -89,7 +100,7 @@ export async function labelledStackOf(
     columns = f.columns;
     images.push(f.data);
   }
-  return { subject, phase, images, rows, columns, labels, sourceSlices: slices.map((s) => s.index) };
+  return { subject, phase, images, rows, columns, labels, sourceSlices: ordered.map((s) => s.index) };
 }
 
 /**
