@@ -25,7 +25,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { BACKEND_PREFERENCES, type BackendPreference } from '../src/inference/backend.js';
+import { adapterDescription, BACKEND_PREFERENCES, type BackendPreference } from '../src/inference/backend.js';
 import { expandGrid, loadProtocolFile, type Protocol } from '../src/training/protocol.js';
 import { runTraining, type EpochRecord } from '../src/training/train.js';
 
@@ -116,7 +116,6 @@ console.log(
 /** The WebGPU adapter's description when that backend ran (the tfjs backend itself does not expose it). */
 async function gpuAdapter(name: string): Promise<string | undefined> {
   if (name !== 'webgpu') return undefined;
-  const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<{ info?: Record<string, string> } | null> } } }).navigator?.gpu;
-  const info = (await gpu?.requestAdapter())?.info;
-  return info ? [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ') : undefined;
+  const gpu = (globalThis as { navigator?: { gpu?: { requestAdapter(): Promise<{ info?: Record<string, unknown> } | null> } } }).navigator?.gpu;
+  return adapterDescription(await gpu?.requestAdapter()) || undefined;
 }

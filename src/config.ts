@@ -170,7 +170,14 @@ export function loadConfig(opts: { file?: string; env?: NodeJS.ProcessEnv; overr
     const envName = (ENV_KEYS as Record<string, string>)[key];
     throw new ConfigError(`invalid config ${key}${envName ? ` (${envName})` : ''}: ${issue.message}`);
   }
-  return resolveSecrets(parsed.data);
+  const config = resolveSecrets(parsed.data);
+  if (config.apiToken === undefined && !isLoopbackHost(config.httpHost)) {
+    // DESIGN: without a token the API is open on loopback only (every process serves HTTP: src/api/ops.ts).
+    throw new ConfigError(
+      `${named('httpHost')} is ${config.httpHost}, not a loopback address, and no API token is set: set ${named('apiToken')} or ${named('apiTokenFile')}, or bind to 127.0.0.1`,
+    );
+  }
+  return config;
 }
 
 /** 127.0.0.0/8, ::1 and localhost: the hosts an API without a token may bind to. */
@@ -206,12 +213,6 @@ function resolveSecrets(config: Config): Config {
       checkReadableFile(out.tlsCaFile, `${named('tlsCaFile')}: CA file`);
     }
     if (out.tlsRequireClientCert && out.tlsCaFile === undefined) throw new ConfigError(`${named('tlsRequireClientCert')} needs ${named('tlsCaFile')}`);
-    if (out.apiToken === undefined && !isLoopbackHost(out.httpHost)) {
-      // DESIGN: without a token the API is open on loopback only (every process serves HTTP: src/api/ops.ts).
-      throw new ConfigError(
-        `${named('httpHost')} is ${out.httpHost}, not a loopback address, and no API token is set: set ${named('apiToken')} or ${named('apiTokenFile')}, or bind to 127.0.0.1`,
-      );
-    }
   } catch (err) {
     if (err instanceof SecretError) throw new ConfigError(`invalid config: ${err.message}`);
     throw err;

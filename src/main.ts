@@ -190,42 +190,35 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
       logger.info({ aeTitle: config.aeTitle, port: service.dicomPort }, 'DICOM SCP listening');
     }
 
-    if (roles.has('api')) {
-      const app = createApp({
-        tracker,
-        redis,
-        queues: [classifyQueue, exportQueue],
-        readiness: async (): Promise<Record<string, boolean>> => (roles.has('worker') ? { model: modelLoaded } : {}),
-        resultsDir,
-        spoolDir: spool.studiesDir,
-        logger: logger.child({ component: 'api' }),
-        apiToken: config.apiToken,
-        orthancUrl: config.orthancUrl,
-        db,
-        modelDir: resolve(config.modelDir),
-        reprocess: (uid) => tracker.schedule(uid, Date.now(), 0),
-      });
-      // HTTPS when httpsCertFile/httpsKeyFile are set (src/api/listen.ts).
-      const server = await listenApi(app, config);
-      const addr = server.address();
-      service.httpPort = typeof addr === 'object' && addr ? addr.port : config.httpPort;
-      closers.push(() => new Promise<void>((res) => server.close(() => res())));
-      logger.info({ host: config.httpHost, port: service.httpPort, https: Boolean(config.httpsCertFile) }, 'HTTP API listening');
-    } else {
-      // No api role: this process still answers probes and scrapes (src/api/ops.ts) on the HTTP host/port.
-      const app = createOpsApp({
-        redis,
-        spoolDir: spool.studiesDir,
-        readiness: async (): Promise<Record<string, boolean>> => (roles.has('worker') ? { model: modelLoaded } : {}),
-        apiToken: config.apiToken,
-        queues: [classifyQueue, exportQueue],
-      });
-      const server = await listenApi(app, config);
-      const addr = server.address();
-      service.httpPort = typeof addr === 'object' && addr ? addr.port : config.httpPort;
-      closers.push(() => new Promise<void>((res) => server.close(() => res())));
-      logger.info({ host: config.httpHost, port: service.httpPort, roles: [...roles] }, 'health and metrics listening (no api role)');
-    }
+    // The full API with the api role; otherwise only the probes and this process's /metrics (src/api/ops.ts).
+    const health = {
+      redis,
+      spoolDir: spool.studiesDir,
+      readiness: async (): Promise<Record<string, boolean>> => (roles.has('worker') ? { model: modelLoaded } : {}),
+      apiToken: config.apiToken,
+      queues: [classifyQueue, exportQueue],
+    };
+    const app = roles.has('api')
+      ? createApp({
+          ...health,
+          tracker,
+          resultsDir,
+          logger: logger.child({ component: 'api' }),
+          orthancUrl: config.orthancUrl,
+          db,
+          modelDir: resolve(config.modelDir),
+          reprocess: (uid) => tracker.schedule(uid, Date.now(), 0),
+        })
+      : createOpsApp(health);
+    // HTTPS when httpsCertFile/httpsKeyFile are set (src/api/listen.ts).
+    const server = await listenApi(app, config);
+    const addr = server.address();
+    service.httpPort = typeof addr === 'object' && addr ? addr.port : config.httpPort;
+    closers.push(() => new Promise<void>((res) => server.close(() => res())));
+    logger.info(
+      { host: config.httpHost, port: service.httpPort, https: Boolean(config.httpsCertFile), roles: [...roles] },
+      roles.has('api') ? 'HTTP API listening' : 'health and metrics listening (no api role)',
+    );
   } catch (err) {
     await service.close();
     throw err;

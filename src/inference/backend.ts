@@ -88,11 +88,27 @@ function watchWebgpuDevice(): void {
 
 /**
  * Throws BackendRuntimeError when the active backend's device has reported an error since it was selected
- * (webgpu only; a no-op for the others). Called after every read-back of training and inference, so a run
- * stops at the first bad step instead of producing numbers from dropped GPU commands.
+ * (webgpu only; a no-op for the others). `readBack` calls it after every read, so a run stops at the first
+ * bad step instead of producing numbers from dropped GPU commands.
  */
 export function assertBackendHealthy(): void {
   if (deviceError !== undefined) throw new BackendRuntimeError('webgpu', deviceError);
+}
+
+/**
+ * Reads a numeric tensor back (`data()`: asynchronous, which the webgpu backend needs in Node) and then checks
+ * the device (`assertBackendHealthy`): every read-back of training and inference goes through here.
+ */
+export async function readBack(t: tf.Tensor): Promise<Float32Array | Int32Array | Uint8Array> {
+  const d = (await t.data()) as Float32Array | Int32Array | Uint8Array;
+  assertBackendHealthy();
+  return d;
+}
+
+/** An adapter's vendor, architecture, device and description, as one line (empty parts left out). */
+export function adapterDescription(adapter: { info?: Record<string, unknown> } | null | undefined): string {
+  const info = adapter?.info ?? {};
+  return [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
 }
 
 type MinimalLogger = Pick<Logger, 'info' | 'warn' | 'debug'>;
@@ -160,9 +176,7 @@ async function useTensorflow(): Promise<string> {
 
 /** True for a WebGPU adapter that runs on the CPU (Mesa llvmpipe/lavapipe, SwiftShader, Dawn's fallback). */
 function isSoftwareAdapter(adapter: any): boolean {
-  const info = adapter?.info ?? {};
-  const text = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
-  return adapter?.isFallbackAdapter === true || info.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(text);
+  return adapter?.isFallbackAdapter === true || adapter?.info?.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(adapterDescription(adapter));
 }
 
 async function useWebgpu(auto = false): Promise<string> {
@@ -200,8 +214,7 @@ async function useWebgpu(auto = false): Promise<string> {
       'no WebGPU adapter (Dawn found no usable Vulkan device; Debian 12 Mesa 22 lavapipe is refused, Mesa ≥ 25 or a GPU driver works)',
     );
   }
-  const info = adapter.info ?? {};
-  const desc = [info.vendor, info.architecture, info.device, info.description].filter(Boolean).join(' ');
+  const desc = adapterDescription(adapter);
   if (auto && isSoftwareAdapter(adapter)) {
     throw new BackendUnavailableError('webgpu', `only a software adapter (${desc}): slower than wasm; --backend webgpu uses it anyway`);
   }

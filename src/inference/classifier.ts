@@ -15,7 +15,7 @@
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs';
 import type { Logger } from '../log.js';
-import { assertBackendHealthy } from './backend.js';
+import { readBack } from './backend.js';
 import { argmaxLabels, LABELS } from './decode.js';
 import { loadModelDir, serializeModel, sha256Hex } from './model-dir.js';
 import { camToSliceGrid, gradCamMaps, splitForGradCam, type CamScoreKind, type GradCamSplit } from './gradcam.js';
@@ -159,8 +159,7 @@ export class SliceClassifier {
         held.push(a, p);
         const cam = gradCamMaps(this.split, a as tf.Tensor4D, [0]);
         held.push(cam);
-        await Promise.all([p.data(), cam.data()]);
-        assertBackendHealthy();
+        await Promise.all([readBack(p), readBack(cam)]);
       } finally {
         tf.dispose(held);
       }
@@ -217,8 +216,7 @@ export class SliceClassifier {
     for (const [s, e] of batchRanges(inputs.length, this.batchSize)) {
       const p = tf.tidy(() => this.model.predict(toTensor4d(tf, inputs.slice(s, e), size)) as tf.Tensor);
       try {
-        out.push(...this.rows(await p.data(), e - s));
-        assertBackendHealthy();
+        out.push(...this.rows(await readBack(p), e - s));
       } finally {
         p.dispose();
       }
@@ -257,7 +255,7 @@ export class SliceClassifier {
         }
         features.push(outs[0] as tf.Tensor4D);
         try {
-          probabilities.push(...this.rows(await outs[1].data(), e - s));
+          probabilities.push(...this.rows(await readBack(outs[1]), e - s));
         } finally {
           outs[1].dispose();
         }
@@ -273,8 +271,7 @@ export class SliceClassifier {
         const maps = gradCamMaps(this.split, features[b], camClasses.slice(s, e).map((k) => this.columns[k]));
         let data: Float32Array;
         try {
-          data = (await maps.data()) as Float32Array;
-          assertBackendHealthy();
+          data = (await readBack(maps)) as Float32Array;
         } finally {
           maps.dispose();
         }

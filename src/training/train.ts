@@ -31,7 +31,7 @@ import { createRequire } from 'node:module';
 import { isMainThread, parentPort, Worker, workerData, type WorkerOptions } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import { assertBackendHealthy, selectBackend, type BackendName, type BackendPreference } from '../inference/backend.js';
+import { readBack, selectBackend, type BackendName, type BackendPreference } from '../inference/backend.js';
 import { argmaxLabels, decodeRange, LABELS } from '../inference/decode.js';
 import { loadModelDir, saveModelDir, type ModelCard, type ModelCardInput } from '../inference/model-dir.js';
 import { preprocessParamsFor, type PreprocessParams } from '../inference/preprocess.js';
@@ -100,7 +100,7 @@ export class KerasSgd {
     const data = new Float32Array(total);
     let o = 0;
     for (const v of this.velocities) {
-      data.set((await v.data()) as Float32Array, o);
+      data.set((await readBack(v)) as Float32Array, o);
       o += v.size;
     }
     return { iterations: this.iterations, shapes, data };
@@ -151,13 +151,12 @@ export async function trainStep(model: tf.LayersModel, opt: KerasSgd, x: tf.Tens
     opt.apply(grads);
     return value;
   });
-  const loss = (await lossT.data())[0];
+  const loss = (await readBack(lossT))[0];
   lossT.dispose();
-  assertBackendHealthy();
   let correct = 0;
   if (probs) {
     const c = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(probs!, 1), tf.argMax(y, 1)), 'int32')));
-    correct = (await c.data())[0];
+    correct = (await readBack(c))[0];
     c.dispose();
     probs.dispose();
   }
@@ -171,9 +170,8 @@ export async function predictBuffer(model: tf.LayersModel, x: Float32Array, n: n
   for (let i = 0; i < n; i += batchSize) {
     const m = Math.min(batchSize, n - i);
     const p = tf.tidy(() => model.predict(tf.tensor4d(x.subarray(i * per, (i + m) * per), [m, size, size, 3])) as tf.Tensor);
-    out.set((await p.data()) as Float32Array, i * 3);
+    out.set((await readBack(p)) as Float32Array, i * 3);
     p.dispose();
-    assertBackendHealthy();
   }
   return out;
 }

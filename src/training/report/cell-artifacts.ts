@@ -14,6 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { readBack } from '../../inference/backend.js';
 import { LABELS, type SliceLabel } from '../../inference/decode.js';
 import { camToSliceGrid, gradCamMaps, splitForGradCam } from '../../inference/gradcam.js';
 
@@ -171,7 +172,7 @@ export async function penultimateFeatures(model: tf.LayersModel, x: tf.Tensor4D,
       return out.reshape([out.shape[0], -1]);
     });
     dim = y.shape[1] as number;
-    parts.push((await y.data()) as Float32Array);
+    parts.push((await readBack(y)) as Float32Array);
     y.dispose();
   }
   const values = new Float32Array(n * dim);
@@ -198,9 +199,9 @@ export async function gradCamTiles(model: tf.LayersModel, x: tf.Tensor4D, classI
     const cams: Uint8Array[] = [];
     const feats = tf.tidy(() => (split.dual.predict(x) as tf.Tensor[])[0] as tf.Tensor4D);
     const maps = gradCamMaps(split, feats, classIndices);
-    const mapData = await maps.data();
+    const mapData = await readBack(maps);
     const ch0 = tf.tidy(() => x.slice([0, 0, 0, 0], [-1, -1, -1, 1]).reshape([n, s * s]));
-    const pix = await ch0.data();
+    const pix = await readBack(ch0);
     feats.dispose();
     maps.dispose();
     ch0.dispose();
