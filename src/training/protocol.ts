@@ -32,6 +32,12 @@ const CommonFields = {
   oversample: z.number().int().min(1).max(50),
   /** Training rotation range ±degrees (0 = none). */
   rotationDegrees: z.number().min(0).max(180),
+  /**
+   * Precise BN (src/training/precise-bn.ts): after each epoch, set every BatchNormalization layer's moving
+   * statistics to the mean of its batch statistics over this many training batches (the epoch's augmentation
+   * and oversampling, drawn afresh). Absent or 0: keep tf.layers' exponential moving average.
+   */
+  bnRecalibrationBatches: z.number().int().min(0).max(10000).optional(),
   /** k of the patient-level k-fold CV; 1 = no CV (final model only). */
   folds: z.number().int().min(1).max(20),
   seed: z.number().int().min(0).max(0xffffffff),
@@ -41,8 +47,11 @@ const CommonFields = {
   maxSubjects: z.number().int().min(2).optional(),
   /** Fold models trained at once in worker threads (one tfjs instance each); default 1 = in-process. */
   parallelFolds: z.number().int().min(1).max(16).optional(),
-  /** Validation metric that picks the epoch (mean over folds): argmax balanced accuracy by default. */
-  selectionMetric: z.enum(['balancedAccuracy', 'macroF1', 'accuracy', 'softAccuracy', 'logLoss']).default('balancedAccuracy'),
+  /**
+   * Validation metric that picks the epoch (mean over folds): argmax balanced accuracy by default;
+   * 'rangeExact' = the share of stacks whose range-decoded labels are all right (what a user of the IN range needs).
+   */
+  selectionMetric: z.enum(['balancedAccuracy', 'macroF1', 'accuracy', 'softAccuracy', 'logLoss', 'rangeExact']).default('balancedAccuracy'),
   /** Prediction batch size for validation. */
   evalBatchSize: z.number().int().min(1).max(512).default(64),
   /** A progress line every N batches (default: about 10 per epoch). */

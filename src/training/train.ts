@@ -46,6 +46,7 @@ import { installFastBatchNormGradient } from './models/batchnorm-gradient.js';
 import { applyDepth } from './models/freeze.js';
 import { loadImagenetWeights } from './models/imagenet-weights.js';
 import { buildModel, canonicalArchitecture, countMacs, countParams, isImagenetArchitecture, lastConvLayerName } from './models/index.js';
+import { recalibrateBatchNorm } from './precise-bn.js';
 import { effectiveDepth, loadProtocol, parseProtocol, ProtocolError, type Protocol } from './protocol.js';
 import { formatDuration, TrainingProgress, type BatchEvent } from './progress.js';
 
@@ -346,10 +347,17 @@ function round(x: number, digits = 6): number {
   return Math.round(x * f) / f;
 }
 
+/** The selection metric's value (logLoss: lower is better; rangeExact: range-decoded; the others: argmax). */
+function selectionValue(s: CompactSummary, metric: Protocol['selectionMetric']): number {
+  if (metric === 'logLoss') return s.logLoss;
+  if (metric === 'rangeExact') return s.all.decoded.rangeExact;
+  return s.all.argmax[metric];
+}
+
 /** The value of the selection metric in a compact summary, oriented so that larger is better. */
 export function selectionScore(s: CompactSummary, metric: Protocol['selectionMetric']): number {
-  if (metric === 'logLoss') return -s.logLoss;
-  return s.all.argmax[metric];
+  const v = selectionValue(s, metric);
+  return metric === 'logLoss' ? -v : v;
 }
 
 async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
@@ -549,6 +557,21 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
         correct += r.correct;
         hooks.batch({ job: job.name, jobNumber: job.number, jobs: job.jobs, epoch, epochs: job.epochs, batch: b + 1, batches, loss: r.loss, lr, samples: items.length, seconds: (performance.now() - tb) / 1000 });
         if ((b + 1) % every === 0) await new Promise((res) => setImmediate(res)); // let messages/log lines out
+      }
+      if (P.bnRecalibrationBatches) {
+        const calib = epochPlan(train, { oversample: P.oversample, rotationDegrees: P.rotationDegrees, seed: hashSeed(P.seed, 0x62726563, job.index, epoch) });
+        const n = Math.min(P.bnRecalibrationBatches, Math.ceil(calib.length / P.batchSize));
+        await recalibrateBatchNorm(model, (function* () {
+          for (let b = 0; b < n; b++) {
+            const { x, shape } = buildBatch(train, calib.slice(b * P.batchSize, (b + 1) * P.batchSize), params);
+            const xt = tf.tensor4d(x, shape);
+            try {
+              yield xt;
+            } finally {
+              xt.dispose();
+            }
+          }
+        })());
       }
       const trainSeconds = (performance.now() - t0) / 1000;
       const rec: EpochRecord = {
@@ -944,7 +967,7 @@ function pickEpoch(jobs: JobResult[], metric: Protocol['selectionMetric']): CvRe
     const xs = jobs.map((j) => {
       const v = j.records[e - 1].val;
       if (!v) throw new Error(`${j.name} epoch ${e} has no validation metrics`);
-      return metric === 'logLoss' ? v.logLoss : v.all.argmax[metric];
+      return selectionValue(v, metric);
     });
     const ms = meanStd(xs);
     curve.push({ epoch: e, mean: round(ms.mean), std: round(ms.std) });
@@ -952,7 +975,8 @@ function pickEpoch(jobs: JobResult[], metric: Protocol['selectionMetric']): CvRe
   const better = (a: number, b: number) => (metric === 'logLoss' ? a < b : a > b);
   let best = curve[0];
   for (const p of curve) if (better(p.mean, best.mean)) best = p;
-  return { metric: `${metric} (${metric === 'logLoss' ? 'validation' : 'argmax, ED+ES'}; mean over folds)`, orientation: metric === 'logLoss' ? 'min' : 'max', curve, epoch: best.epoch };
+  const scope = metric === 'logLoss' ? 'validation' : metric === 'rangeExact' ? 'range decoded, ED+ES' : 'argmax, ED+ES';
+  return { metric: `${metric} (${scope}; mean over folds)`, orientation: metric === 'logLoss' ? 'min' : 'max', curve, epoch: best.epoch };
 }
 
 function oofPredictions(jobs: JobResult[], epoch: number): (StackPrediction & { fold: string; sourceSlices: number[] })[] {
@@ -1016,7 +1040,8 @@ export function renderReport(p: {
   for (const part of p.parts) L.push(`  - \`${part.spec}\`: ${part.subjects} subjects, ${part.stacks} stacks, ${part.slices} slices; data licence ${part.license.data}${part.skipped.length ? `; skipped: ${part.skipped.join('; ')}` : ''}`);
   L.push(
     `- SGD lr ${P.learningRate}, momentum ${P.momentum}${P.nesterov ? ' (Nesterov)' : ''}, decay ${P.decay}; batch ${P.batchSize}; ` +
-      `OAP/OBS ×${P.oversample}; rotation ±${P.rotationDegrees}°; seed ${P.seed}`,
+      `OAP/OBS ×${P.oversample}; rotation ±${P.rotationDegrees}°; seed ${P.seed}` +
+      (P.bnRecalibrationBatches ? `; BN statistics recomputed after each epoch over ${P.bnRecalibrationBatches} training batches (precise BN)` : ''),
   );
   L.push(`- Backend: ${p.backend}; wall time ${formatDuration(p.durationSeconds)}`, '');
   if (p.cv) {

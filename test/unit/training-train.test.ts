@@ -10,7 +10,17 @@ import { preprocessParamsFor, type PreprocessParams } from '../../src/inference/
 import { loadPhantom, prepareStacks } from '../../src/training/data/index.js';
 import { loadProtocol, loadProtocolFile, parseProtocol, type Protocol } from '../../src/training/protocol.js';
 import { formatDuration, TrainingProgress } from '../../src/training/progress.js';
-import { categoricalCrossentropy, KerasSgd, predictPreparedStacks, runTraining, trainJob, type JobContext, type JobSpec } from '../../src/training/train.js';
+import {
+  categoricalCrossentropy,
+  KerasSgd,
+  predictPreparedStacks,
+  runTraining,
+  selectionScore,
+  trainJob,
+  type CompactSummary,
+  type JobContext,
+  type JobSpec,
+} from '../../src/training/train.js';
 
 let root: string;
 beforeAll(async () => {
@@ -54,6 +64,17 @@ describe('protocol files', () => {
     expect(() => parseProtocol({ ...CI, epochz: 3 })).toThrow(/Unrecognized key.*epochz/);
     expect(() => parseProtocol({ ...CI, batchSize: 0 })).toThrow(/batchSize/);
     expect(() => parseProtocol({ ...CI, channelMode: 'rgb' })).toThrow(/channelMode/);
+  });
+});
+
+describe('epoch selection', () => {
+  it('rangeExact scores the range-decoded labels; logLoss is turned so that larger is better', () => {
+    const m = (rangeExact: number) => ({ accuracy: 0.9, balancedAccuracy: 0.8, macroF1: 0.7, softAccuracy: 0.95, rangeExact, f1: { OAP: 0, IN: 1, OBS: 0 }, recall: { OAP: 0, IN: 1, OBS: 0 } });
+    const s: CompactSummary = { logLoss: 0.25, all: { argmax: m(0.1), decoded: m(0.7) } };
+    expect(selectionScore(s, 'rangeExact')).toBe(0.7);
+    expect(selectionScore(s, 'balancedAccuracy')).toBe(0.8);
+    expect(selectionScore(s, 'logLoss')).toBe(-0.25);
+    expect(parseProtocol({ ...CI, selectionMetric: 'rangeExact' }).selectionMetric).toBe('rangeExact');
   });
 });
 
@@ -181,6 +202,27 @@ describe('end-to-end training on phantom:6:1 (WASM)', () => {
     await expect(runTraining({ protocol: { ...CI, folds: 1, finalModel: false }, dataset: 'phantom:2:4', out: join(root, 'x'), progress: false })).rejects.toThrow(
       /nothing to train/,
     );
+  }, 60_000);
+
+  it('bnRecalibrationBatches: the run recomputes the BN statistics after the epoch and says so', async () => {
+    const P = { ...CI, folds: 1, epochs: 1 };
+    await runTraining({ protocol: P, dataset: 'phantom:2:4', out: join(root, 'bn-plain'), backend: 'wasm', progress: false, phantomRows: 96 });
+    const precise = await runTraining({ protocol: { ...P, bnRecalibrationBatches: 3 }, dataset: 'phantom:2:4', out: join(root, 'bn-precise'), backend: 'wasm', progress: false, phantomRows: 96 });
+    expect((precise.card?.training.protocol as Record<string, unknown>).bnRecalibrationBatches).toBe(3);
+    expect(await readFile(join(root, 'bn-precise', 'report.md'), 'utf8')).toMatch(/precise BN/);
+    expect(await readFile(join(root, 'bn-plain', 'report.md'), 'utf8')).not.toMatch(/precise BN/);
+    // A one-epoch run of a few steps: tf.layers' moving average (momentum 0.99) has moved the first BN layer's
+    // mean only a few % of the way from 0; precise BN sets it to the batches' mean.
+    const a = (await loadModelDir(join(root, 'bn-plain', 'model'))).model;
+    const b = (await loadModelDir(join(root, 'bn-precise', 'model'))).model;
+    const bnA = a.layers.find((l) => l.getClassName() === 'BatchNormalization')!;
+    const meanAbs = async (m: tf.LayersModel) => {
+      const v = await m.getLayer(bnA.name).getWeights()[2]!.data();
+      return Array.from(v as Float32Array).reduce((s, x) => s + Math.abs(x), 0) / v.length;
+    };
+    expect(await meanAbs(b)).toBeGreaterThan(5 * (await meanAbs(a)));
+    a.dispose();
+    b.dispose();
   }, 60_000);
 
   it('an interrupted job resumes from its last epoch checkpoint', async () => {
