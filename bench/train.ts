@@ -23,7 +23,12 @@
  *   --backend NAME (tfjs backend: wasm by default; webgpu, tensorflow, cpu), --torch-device cpu|cuda (cpu),
  *   --python PATH (default: $SAX_PYTHON, else /usr/bin/python3 when it exists — where Debian's python3-torch
  *   lives; a pyenv/venv `python3` first on PATH usually lacks torch — else `python3`), --threads N (torch
- *   threads; default the core count), --no-torch (tfjs side only).
+ *   threads; default the core count), --no-torch (tfjs side only), --replicas N (tfjs: data-parallel steps on N
+ *   threads, src/training/replicas.ts; default 1).
+ *
+ * With --replicas N > 1 the tfjs side trains as `sax-range train` with protocol `replicas: N` does: each step's
+ * batch (the first `batch` slices of two phantom subjects, preprocessed every step as in training) is split into
+ * N shards whose gradients N threads compute at once; rank 0 averages them and takes the SGD step.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -34,6 +39,12 @@ import * as tf from '@tensorflow/tfjs';
 import { BACKEND_PREFERENCES, selectBackend, type BackendPreference } from '../src/inference/backend.js';
 import { installFastBatchNormGradient } from '../src/training/models/batchnorm-gradient.js';
 import { buildModel, canonicalArchitecture, countParams, NUM_CLASSES } from '../src/training/models/index.js';
+import { preprocessParamsFor } from '../src/inference/preprocess.js';
+import { loadPhantom, prepareStacks } from '../src/training/data/index.js';
+import { buildBatch, evalPlan, type PlanItem } from '../src/training/data/samples.js';
+import { parseProtocol } from '../src/training/protocol.js';
+import { ReplicaPool } from '../src/training/replicas.js';
+import { applyGradients } from '../src/training/step.js';
 import { KerasSgd, trainableVariables, trainStep } from '../src/training/train.js';
 
 function arg(name: string, fallback: string): string {
@@ -91,6 +102,7 @@ const warmup = intArg('warmup', 3, 0);
 const seed = intArg('seed', 1, 0);
 const threads = intArg('threads', cpus().length, 1);
 const noTorch = process.argv.includes('--no-torch');
+const replicas = intArg('replicas', 1, 1);
 const backendPref = arg('backend', 'wasm') as BackendPreference;
 if (!BACKEND_PREFERENCES.includes(backendPref)) {
   console.error(`--backend: one of ${BACKEND_PREFERENCES.join(', ')} expected, got ${backendPref}`);
@@ -120,7 +132,34 @@ const opt = new KerasSgd(trainableVariables(model), { learningRate: 0.01, moment
 const x = tf.randomNormal([batch, inputSize, inputSize, 3], 0, 1, 'float32', seed) as tf.Tensor4D;
 const y = tf.tidy(() => tf.cast(tf.oneHot(tf.randomUniform([batch], 0, NUM_CLASSES, 'int32', seed + 1) as tf.Tensor1D, NUM_CLASSES), 'float32')) as tf.Tensor2D;
 
-for (let i = 0; i < warmup; i++) await trainStep(model, opt, x, y);
+let pool: ReplicaPool | undefined;
+let step = async () => (await trainStep(model, opt, x, y)).loss;
+if (replicas > 1) {
+  const P = parseProtocol({ name: 'bench', architecture: arch, inputSize, channelMode: 'gray3', epochs: 1, batchSize: batch, learningRate: 0.01, oversample: 1, rotationDegrees: 0, folds: 1, seed, finalModel: true, replicas });
+  const pp = preprocessParamsFor(arch, { inputSize, channelMode: 'gray3' });
+  const subjects = loadPhantom(Math.max(2, Math.ceil(batch / 24)), seed);
+  const stacks = prepareStacks(
+    subjects.flatMap((s) => s.stacks),
+    pp.clip,
+    { shared: true },
+  );
+  const items = evalPlan(stacks).slice(0, batch);
+  const batchFor = (its: readonly PlanItem[]) => {
+    const b = buildBatch(stacks, its, pp);
+    return { x: tf.tensor4d(b.x, b.shape), y: tf.tidy(() => tf.oneHot(tf.tensor1d(b.y, 'int32'), 3).toFloat()) as tf.Tensor2D };
+  };
+  pool = new ReplicaPool(replicas - 1, { backend: backend.name, stacks, protocol: P, params: pp });
+  await pool.startJob(
+    subjects.map((s) => s.id),
+    model,
+  );
+  step = async () => {
+    const g = await pool!.gradients(model, opt.variables, items, batchFor);
+    applyGradients(opt, g.grads);
+    return g.loss;
+  };
+}
+for (let i = 0; i < warmup; i++) await step();
 const tensorsBefore = tf.memory().numTensors;
 const stepMs: number[] = [];
 let lastLoss = NaN;
@@ -129,7 +168,7 @@ const own0 = process.cpuUsage();
 const t0 = performance.now();
 for (let i = 0; i < steps; i++) {
   const t = performance.now();
-  lastLoss = (await trainStep(model, opt, x, y)).loss;
+  lastLoss = await step();
   stepMs.push(performance.now() - t);
 }
 const wasmSeconds = (performance.now() - t0) / 1000;
@@ -143,7 +182,8 @@ const wasm = {
   backendReason: backend.reason,
   tfjs: tf.version.tfjs,
   backend: backend.name,
-  threads: backend.name === 'wasm' ? 1 : null,
+  threads: backend.name === 'wasm' ? replicas : null,
+  replicas,
   node: process.version,
   arch,
   input: inputSize,
@@ -164,6 +204,7 @@ const wasm = {
   started,
 };
 console.log(JSON.stringify(wasm));
+await pool?.close();
 x.dispose();
 y.dispose();
 opt.dispose();
@@ -203,7 +244,7 @@ const f1 = (v: number) => v.toFixed(1);
 const la = loadStart.map((v) => v.toFixed(2)).join(' / ');
 console.log('');
 console.log(
-  `| machine | Node | torch (threads, device) | arch | input | batch | tfjs-${backend.name} samples/s | torch samples/s | ${backend.name}/torch | load avg at start (1/5/15 min) | other CPU during tfjs / torch |`,
+  `| machine | Node | torch (threads, device) | arch | input | batch | tfjs-${backend.name}${replicas > 1 ? ` ×${replicas} threads` : ''} samples/s | torch samples/s | ${backend.name}/torch | load avg at start (1/5/15 min) | other CPU during tfjs / torch |`,
 );
 console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 const pct = (v: number | null | undefined) => (v === null || v === undefined || Number.isNaN(v) ? '—' : `${v.toFixed(0)} %`);

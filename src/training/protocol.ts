@@ -45,6 +45,15 @@ const CommonFields = {
   finalModel: z.boolean(),
   /** Use a deterministic, group-balanced subset of this many subjects (quick runs). */
   maxSubjects: z.number().int().min(2).optional(),
+  /**
+   * Threads per job (src/training/replicas.ts): each batch is split into this many shards whose gradients are
+   * computed at once and averaged (synchronous data parallelism). BN then normalises each shard with its own
+   * statistics (batchSize/replicas samples), so this changes results slightly. Default 1. In all, a run uses
+   * parallelFolds × replicas threads.
+   */
+  replicas: z.number().int().min(1).max(16).optional(),
+  /** Head dropout rate before the last Dense (default 0.5, the paper's). */
+  headDropout: z.number().min(0).lt(1).optional(),
   /** Fold models trained at once in worker threads (one tfjs instance each); default 1 = in-process. */
   parallelFolds: z.number().int().min(1).max(16).optional(),
   /**

@@ -26,8 +26,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { createRequire } from 'node:module';
 import { isMainThread, parentPort, Worker, workerData, type WorkerOptions } from 'node:worker_threads';
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
@@ -37,7 +35,7 @@ import { loadModelDir, saveModelDir, type ModelCard, type ModelCardInput } from 
 import { preprocessParamsFor, type PreprocessParams } from '../inference/preprocess.js';
 import { hashSeed } from '../phantom/prng.js';
 import { packageVersion } from '../version.js';
-import { buildBatch, epochPlan, evalPlan, prepareStacks, type PreparedStack } from './data/samples.js';
+import { buildBatch, epochPlan, evalPlan, prepareStacks, type PlanItem, type PreparedStack } from './data/samples.js';
 import { combinedLicense, loadDataset } from './data/spec.js';
 import { foldSets, kFoldSplit, subsetSubjects } from './data/split.js';
 import { labelCounts, type DatasetPartInfo, type LabelledDataset, type LabelledSubject, type SliceLabel } from './data/types.js';
@@ -45,124 +43,18 @@ import { evaluatePredictions, meanStd, type EvaluationSummary, type StackMetrics
 import { installFastBatchNormGradient } from './models/batchnorm-gradient.js';
 import { applyDepth } from './models/freeze.js';
 import { loadImagenetWeights } from './models/imagenet-weights.js';
-import { buildModel, canonicalArchitecture, countMacs, countParams, isImagenetArchitecture, lastConvLayerName } from './models/index.js';
+import { canonicalArchitecture, countMacs, countParams, isImagenetArchitecture, lastConvLayerName } from './models/index.js';
 import { recalibrateBatchNorm } from './precise-bn.js';
+import { applyGradients, KerasSgd, trainableVariables, trainStep } from './step.js';
+import { buildTrainingModel, ReplicaPool } from './replicas.js';
+import { spawnModuleWorker } from './worker-spawn.js';
 import { effectiveDepth, loadProtocol, parseProtocol, ProtocolError, type Protocol } from './protocol.js';
 import { formatDuration, TrainingProgress, type BatchEvent } from './progress.js';
 
 // ---------------------------------------------------------------------------------------------------------
-// Optimizer and loss
+// Optimizer, loss and one step (src/training/step.ts; re-exported for existing importers)
 
-export interface SgdOptions {
-  learningRate: number;
-  momentum: number;
-  nesterov: boolean;
-  decay: number;
-}
-
-/** Keras 2.2 `SGD(lr, momentum, decay, nesterov)` over an explicit variable list, with serialisable state. */
-export class KerasSgd {
-  iterations = 0;
-  private readonly velocities: tf.Variable[];
-
-  constructor(
-    readonly variables: tf.Variable[],
-    readonly opts: SgdOptions,
-  ) {
-    this.velocities = variables.map((v) => tf.tidy(() => tf.variable(tf.zerosLike(v), false)));
-  }
-
-  /** Learning rate of the next update. */
-  currentLearningRate(): number {
-    return this.opts.learningRate / (1 + this.opts.decay * this.iterations);
-  }
-
-  /** Applies one update from gradients keyed by variable name (missing ones are skipped). */
-  apply(grads: tf.NamedTensorMap): void {
-    const lr = this.currentLearningRate();
-    const mu = this.opts.momentum;
-    tf.tidy(() => {
-      this.variables.forEach((p, i) => {
-        const g = grads[p.name];
-        if (!g) return;
-        const m = this.velocities[i];
-        const v = tf.sub(tf.mul(m, mu), tf.mul(g, lr));
-        m.assign(v);
-        p.assign(this.opts.nesterov ? tf.add(p, tf.sub(tf.mul(v, mu), tf.mul(g, lr))) : tf.add(p, v));
-      });
-    });
-    this.iterations++;
-  }
-
-  /** State for checkpoints: the velocities as one float32 buffer (variable order) and the update count. */
-  async getState(): Promise<{ iterations: number; shapes: number[][]; data: Float32Array }> {
-    const shapes = this.velocities.map((v) => [...v.shape]);
-    const total = this.velocities.reduce((a, v) => a + v.size, 0);
-    const data = new Float32Array(total);
-    let o = 0;
-    for (const v of this.velocities) {
-      data.set((await readBack(v)) as Float32Array, o);
-      o += v.size;
-    }
-    return { iterations: this.iterations, shapes, data };
-  }
-
-  setState(state: { iterations: number; shapes: number[][]; data: Float32Array }): void {
-    if (state.shapes.length !== this.velocities.length) throw new Error(`optimizer state has ${state.shapes.length} slots, the model ${this.velocities.length}`);
-    let o = 0;
-    this.velocities.forEach((v, i) => {
-      if (state.shapes[i].join('x') !== v.shape.join('x')) throw new Error(`optimizer slot ${i}: shape ${state.shapes[i]} ≠ ${v.shape}`);
-      tf.tidy(() => v.assign(tf.tensor(state.data.subarray(o, o + v.size), v.shape)));
-      o += v.size;
-    });
-    this.iterations = state.iterations;
-  }
-
-  dispose(): void {
-    for (const v of this.velocities) v.dispose();
-  }
-}
-
-/** Keras `categorical_crossentropy` on probabilities: renormalise, clip to [1e-7, 1 − 1e-7], mean over the batch. */
-export function categoricalCrossentropy(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar {
-  return tf.tidy(() => {
-    const p = tf.clipByValue(tf.div(yPred, tf.sum(yPred, -1, true)), 1e-7, 1 - 1e-7);
-    return tf.mean(tf.neg(tf.sum(tf.mul(yTrue, tf.log(p)), -1))) as tf.Scalar;
-  });
-}
-
-/** The model's trainable tf.Variables, in layer order. */
-export function trainableVariables(model: tf.LayersModel): tf.Variable[] {
-  return model.trainableWeights.map((w) => w.read() as tf.Variable);
-}
-
-/**
- * One SGD step on a batch; returns the batch loss and the number of correct argmax predictions. Reads back
- * with `data()`, not `dataSync()`: the webgpu backend cannot read synchronously in Node (it needs an
- * OffscreenCanvas), and here this also is every read in the training loop.
- */
-export async function trainStep(model: tf.LayersModel, opt: KerasSgd, x: tf.Tensor4D, y: tf.Tensor2D): Promise<{ loss: number; correct: number }> {
-  let probs: tf.Tensor | undefined;
-  const lossT = tf.tidy(() => {
-    const { value, grads } = tf.variableGrads(() => {
-      const p = model.apply(x, { training: true }) as tf.Tensor;
-      probs = tf.keep(p);
-      return categoricalCrossentropy(y, p);
-    }, opt.variables);
-    opt.apply(grads);
-    return value;
-  });
-  const loss = (await readBack(lossT))[0];
-  lossT.dispose();
-  let correct = 0;
-  if (probs) {
-    const c = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(probs!, 1), tf.argMax(y, 1)), 'int32')));
-    correct = (await readBack(c))[0];
-    c.dispose();
-    probs.dispose();
-  }
-  return { loss, correct };
-}
+export { categoricalCrossentropy, KerasSgd, trainableVariables, trainStep, type SgdOptions } from './step.js';
 
 /** Predicts an NHWC buffer in batches; returns n × 3 probabilities (OAP, IN, OBS). */
 export async function predictBuffer(model: tf.LayersModel, x: Float32Array, n: number, size: number, batchSize: number): Promise<Float32Array> {
@@ -313,6 +205,8 @@ export interface JobContext {
   initialModel?: string;
   /** RunTrainingOptions.randomImagenetBase. */
   randomImagenetBase?: boolean;
+  /** Helper threads for data-parallel steps (protocol `replicas` > 1): src/training/replicas.ts. */
+  replicas?: ReplicaPool;
 }
 
 function compact(m: StackMetrics['argmax']): CompactMetrics {
@@ -509,7 +403,7 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
     ({ model } = await loadModelDir(ctx.initialModel));
     hooks.log('info', { job: job.name, from: ctx.initialModel }, 'starting from a trained model');
   } else {
-    model = buildModel(P.architecture, { inputSize: P.inputSize, seed: job.seed, padding: P.padding, alpha: P.alpha });
+    model = buildTrainingModel(P, job.seed);
     if (P.weights === 'imagenet' && ctx.randomImagenetBase) {
       hooks.log('warn', { job: job.name, architecture: P.architecture }, 'ImageNet weights NOT loaded: the base keeps random weights (randomImagenetBase; for timing only)');
     } else if (P.weights === 'imagenet') {
@@ -522,6 +416,12 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
   if (isImagenetArchitecture(P.architecture)) applyDepth(model, P.architecture, effectiveDepth(P));
   const opt = new KerasSgd(trainableVariables(model), { learningRate: P.learningRate, momentum: P.momentum, nesterov: P.nesterov, decay: P.decay });
   if (state.current && state.epochsDone > 0) await loadOptimizer(join(job.dir, state.current), opt);
+  const replicas = ctx.replicas;
+  if (replicas) await replicas.startJob(job.train, model);
+  const batchFor = (items: readonly PlanItem[]) => {
+    const { x, y, shape } = buildBatch(train, items, params);
+    return { x: tf.tensor4d(x, shape), y: tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), 3).toFloat()) as tf.Tensor2D };
+  };
 
   // Validation inputs never change: build them once.
   const vPlan = evalPlan(val);
@@ -539,18 +439,24 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
       for (let b = 0; b < batches; b++) {
         const tb = performance.now();
         const items = plan.slice(b * P.batchSize, (b + 1) * P.batchSize);
-        const { x, y, shape } = buildBatch(train, items, params);
-        const xt = tf.tensor4d(x, shape);
-        const yt = tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), 3).toFloat()) as tf.Tensor2D;
         const lr = opt.currentLearningRate();
         let r: { loss: number; correct: number };
         try {
-          r = await trainStep(model, opt, xt, yt);
+          if (replicas) {
+            const g = await replicas.gradients(model, opt.variables, items, batchFor);
+            applyGradients(opt, g.grads);
+            r = g;
+          } else {
+            const { x, y } = batchFor(items);
+            try {
+              r = await trainStep(model, opt, x, y);
+            } finally {
+              x.dispose();
+              y.dispose();
+            }
+          }
         } catch (err) {
           throw wasmHint(err, P);
-        } finally {
-          xt.dispose();
-          yt.dispose();
         }
         if (!Number.isFinite(r.loss)) throw new Error(`${job.name} epoch ${epoch} batch ${b + 1}: loss is ${r.loss} (learning rate ${lr} too high?)`);
         lossSum += r.loss * items.length;
@@ -709,26 +615,8 @@ function inProcessRunner(ctx: JobContext): JobRunner {
   return { run: (job) => trainJob(job, ctx), close: async () => {} };
 }
 
-/**
- * Starts a worker running this module. From built JS that is the file itself; from TypeScript sources
- * (tsx, vitest) a small ESM bootstrap registers tsx's loader inside the worker first (Node 20 does not
- * apply `--import tsx` to a worker's entry module).
- */
 function spawnTrainingWorker(options: WorkerOptions): Worker {
-  const self = import.meta.url;
-  if (!self.endsWith('.ts')) return new Worker(new URL(self), options);
-  let api: string;
-  try {
-    const cjs = createRequire(self).resolve('tsx/esm/api');
-    const mjs = cjs.replace(/\.cjs$/, '.mjs');
-    api = pathToFileURL(existsSync(mjs) ? mjs : cjs).href;
-  } catch {
-    throw new Error('parallel folds from TypeScript sources need tsx (a devDependency): build first (npm run build) or set parallelFolds to 1');
-  }
-  const code =
-    `import(${JSON.stringify(api)}).then((m) => { m.register(); return import(${JSON.stringify(self)}); })` +
-    `.catch((e) => { console.error(e); process.exit(1); });`;
-  return new Worker(code, { ...options, eval: true });
+  return spawnModuleWorker(import.meta.url, options);
 }
 
 function poolRunner(size: number, init: Omit<WorkerInit, typeof WORKER_MARK>, hooks: JobHooks): JobRunner {
@@ -859,6 +747,8 @@ async function workerMain(): Promise<void> {
     initialModel: init.initialModel,
     randomImagenetBase: init.randomImagenetBase,
   };
+  const replicas = init.protocol.replicas ?? 1;
+  if (replicas > 1) ctx.replicas = new ReplicaPool(replicas - 1, { backend: init.backend, stacks: init.stacks, protocol: init.protocol, params: init.params });
   port.on('message', (m: { type: 'run'; job: JobSpec }) => {
     if (m.type !== 'run') return;
     trainJob(m.job, ctx).then(
@@ -1131,9 +1021,10 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
     ...(P.clip !== undefined ? { clip: [P.clip[0], P.clip[1]] as [number, number] } : {}),
   });
   const workers = Math.max(1, Math.min(opts.workers ?? P.parallelFolds ?? 1, P.folds > 1 ? P.folds : 1));
-  const stacks = prepareStacks(stacksRaw, params.clip, { shared: workers > 1 });
+  const replicas = P.replicas ?? 1;
+  const stacks = prepareStacks(stacksRaw, params.clip, { shared: workers > 1 || replicas > 1 });
   const loadSeconds = (performance.now() - tLoad) / 1000;
-  log?.info({ dataset: opts.dataset, subjects: subjects.length, stacks: stacks.length, counts, loadSeconds: round(loadSeconds, 1), backend: sel.name, workers }, 'training data ready');
+  log?.info({ dataset: opts.dataset, subjects: subjects.length, stacks: stacks.length, counts, loadSeconds: round(loadSeconds, 1), backend: sel.name, workers, replicas }, 'training data ready');
 
   const license = combinedLicense(ds.parts);
   const datasets = ds.parts.map((p) => p.spec);
@@ -1182,6 +1073,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
   };
   const initialModel = grid?.initialModel?.dir;
   const ctx: JobContext = { protocol: P, params, stacks, backend: sel.name, datasets, license, resume: !!opts.resume, hooks, initialModel, randomImagenetBase: opts.randomImagenetBase };
+  if (workers === 1 && replicas > 1) ctx.replicas = new ReplicaPool(replicas - 1, { backend: sel.name, stacks, protocol: P, params });
   const runner: JobRunner =
     workers > 1
       ? poolRunner(workers, { backend: sel.name, stacks, protocol: P, params, datasets, license, resume: !!opts.resume, initialModel, randomImagenetBase: opts.randomImagenetBase }, hooks)
@@ -1191,7 +1083,10 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
   let selectedEpoch = P.epochs;
   let card: ModelCard | undefined;
   let modelDir: string | undefined;
-  const finish = async () => runner.close();
+  const finish = async () => {
+    await runner.close();
+    await ctx.replicas?.close();
+  };
   try {
     if (cvJobs.length) {
       const results = await Promise.all(cvJobs.map((j) => runner.run(j)));

@@ -224,6 +224,8 @@ export const HEAD_LAYERS: readonly string[] = ['gap', 'fc1', 'dropout', 'predict
 export interface ApplicationBuildOptions extends BaseBuildOptions {
   inputSize: number;
   seed: number;
+  /** Head dropout rate (default HEAD_DROPOUT, the paper's 0.5). */
+  dropout?: number;
 }
 
 /** Builds the base alone (`include_top=False`, no pooling): input → the base's last feature map. */
@@ -246,7 +248,7 @@ export function buildApplication(key: string, opts: ApplicationBuildOptions): tf
   let x = s.build(input, g, opts);
   x = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as Sym;
   x = tf.layers.dense({ name: 'fc1', units: HEAD_UNITS, activation: 'relu', kernelInitializer: g.init(), biasInitializer: 'zeros' }).apply(x) as Sym;
-  x = tf.layers.dropout({ name: 'dropout', rate: HEAD_DROPOUT }).apply(x) as Sym;
+  x = tf.layers.dropout({ name: 'dropout', rate: opts.dropout ?? HEAD_DROPOUT }).apply(x) as Sym;
   const out = tf.layers.dense({ name: 'predictions', units: NUM_CLASSES, activation: 'softmax', kernelInitializer: g.init(), biasInitializer: 'zeros' }).apply(x) as Sym;
   return tf.model({ inputs: input, outputs: out, name: key });
 }

@@ -108,6 +108,8 @@ export interface CbrBuildOptions {
   seed: number;
   /** Overrides the spec's padding (e.g. 'same' to run CBR-Small at 64²). */
   padding?: Padding;
+  /** Head dropout rate (default HEAD_DROPOUT, the paper's 0.5). */
+  dropout?: number;
 }
 
 /** Builds a CBR model (functional, input [null, s, s, 3], output 'predictions' = softmax over OAP, IN, OBS). */
@@ -131,7 +133,7 @@ export function buildCbr(key: string, opts: CbrBuildOptions): tf.LayersModel {
   });
   x = tf.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as tf.SymbolicTensor;
   x = tf.layers.dense({ name: 'fc1', units: HEAD_UNITS, activation: 'relu', kernelInitializer: glorot(), biasInitializer: 'zeros' }).apply(x) as tf.SymbolicTensor;
-  x = tf.layers.dropout({ name: 'dropout', rate: HEAD_DROPOUT }).apply(x) as tf.SymbolicTensor;
+  x = tf.layers.dropout({ name: 'dropout', rate: opts.dropout ?? HEAD_DROPOUT }).apply(x) as tf.SymbolicTensor;
   const out = tf.layers
     .dense({ name: 'predictions', units: NUM_CLASSES, activation: 'softmax', kernelInitializer: glorot(), biasInitializer: 'zeros' })
     .apply(x) as tf.SymbolicTensor;

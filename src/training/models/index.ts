@@ -20,6 +20,8 @@ export interface BuildModelOptions {
   padding?: Padding;
   /** MobileNet V1/V2 only: width multiplier (Keras default 1; the paper used 0.25 and 0.35). */
   alpha?: number;
+  /** Head dropout rate (default HEAD_DROPOUT, the paper's 0.5). */
+  dropout?: number;
 }
 
 /** Canonical architecture key for `buildModel` (throws a RangeError naming the known ones). */
