@@ -1,6 +1,7 @@
 /**
  * Markdown tables of cross-validated metrics from a training run's cv-predictions.csv, per data source
- * (ACDC subjects `patient*`, phantom subjects `phantom-*`) and phase, raw argmax vs range decoding.
+ * (ACDC subjects `patient*`, phantom subjects `phantom-*`) and phase, raw argmax vs range decoding, and the
+ * baseline that calls every slice IN (no model) on the same stacks.
  * Usage: node --import tsx scripts/cv-table.ts RUN_DIR/cv-predictions.csv
  */
 import { readFileSync } from 'node:fs';
@@ -29,11 +30,11 @@ const preds: StackPrediction[] = [...stacks.values()].map((s) => {
   return { subject: s.subject, phase: s.phase, truth: rows.map((r) => r.truth), probs: rows.map((r) => r.probs) };
 });
 const pct = (x: number) => (100 * x).toFixed(1);
-function rows(name: string, m: StackMetrics | undefined, phase: string): string[] {
+function rows(name: string, m: StackMetrics | undefined, phase: string, kinds: readonly ('argmax' | 'decoded')[] = ['argmax', 'decoded'], label?: string): string[] {
   if (!m) return [];
-  return (['argmax', 'decoded'] as const).map((k) => {
+  return kinds.map((k) => {
     const c = m[k];
-    return `| ${name} | ${phase} | ${k === 'argmax' ? 'raw argmax' : 'range decoded'} | ${c.stacks} | ${pct(c.accuracy)} | ${pct(c.balancedAccuracy)} | ${pct(c.softAccuracy)} | ${c.perClass.OAP.precision.toFixed(2)}/${c.perClass.OAP.recall.toFixed(2)}/**${c.perClass.OAP.f1.toFixed(2)}** | ${c.perClass.IN.precision.toFixed(2)}/${c.perClass.IN.recall.toFixed(2)}/**${c.perClass.IN.f1.toFixed(2)}** | ${c.perClass.OBS.precision.toFixed(2)}/${c.perClass.OBS.recall.toFixed(2)}/**${c.perClass.OBS.f1.toFixed(2)}** | ${pct(c.rangeExact)} |`;
+    return `| ${name} | ${phase} | ${label ?? (k === 'argmax' ? 'raw argmax' : 'range decoded')} | ${c.stacks} | ${pct(c.accuracy)} | ${pct(c.balancedAccuracy)} | ${pct(c.softAccuracy)} | ${c.perClass.OAP.precision.toFixed(2)}/${c.perClass.OAP.recall.toFixed(2)}/**${c.perClass.OAP.f1.toFixed(2)}** | ${c.perClass.IN.precision.toFixed(2)}/${c.perClass.IN.recall.toFixed(2)}/**${c.perClass.IN.f1.toFixed(2)}** | ${c.perClass.OBS.precision.toFixed(2)}/${c.perClass.OBS.recall.toFixed(2)}/**${c.perClass.OBS.f1.toFixed(2)}** | ${pct(c.rangeExact)} |`;
   });
 }
 console.log('| data | phase | labels | stacks | accuracy % | balanced acc % | soft acc % | OAP P/R/F1 | IN P/R/F1 | OBS P/R/F1 | range exact % |');
@@ -45,5 +46,8 @@ for (const [name, filter] of [
   const sub = preds.filter(filter);
   if (!sub.length) continue;
   const e = evaluatePredictions(sub);
-  for (const line of [...rows(name, e.ED, 'ED'), ...rows(name, e.ES, 'ES')]) console.log(line);
+  const allIn = evaluatePredictions(sub.map((p) => ({ ...p, probs: p.probs.map(() => [0, 1, 0]) })));
+  for (const phase of ['ED', 'ES'] as const) {
+    for (const line of [...rows(name, e[phase], phase), ...rows(name, allIn[phase], phase, ['argmax'], 'all IN (no model)')]) console.log(line);
+  }
 }
