@@ -21,7 +21,9 @@
  *   spatially flipped filter as [fh, fw, Cin·mult, 1], then summed over the channel multiplier.
  * - Conv2DBackpropInput (replaces wasm's own scalar loop for NHWC): dx = conv2d of dy (zero-upsampled by
  *   the stride) with the flipped, in/out-swapped filter — on XNNPACK, 3–9× faster at stride 1 and ≈ 2×
- *   at stride 2 than the stock kernel (measured on 8×64²×32→64 3×3, 8×128²×3→32 7×7 and similar).
+ *   at stride 2 than the stock kernel (measured on 8×64²×32→64 3×3, 8×128²×3→32 7×7 and similar). Where that
+ *   full correlation would mostly multiply padding (a stride-1 conv whose input map has ≥ 2× the output's
+ *   positions), dx is built tap by tap instead (`conv2DBackpropInputPerTap`).
  *
  * NHWC only (NCHW Conv2DBackpropInput goes to the stock kernel) and dilation 1 (tfjs-core's conv
  * gradients reject other dilations anyway). All four match the cpu backend to ≤ 4e-7 relative.
@@ -49,6 +51,9 @@ export const WASM_GRADIENT_KERNELS = [
   'DepthwiseConv2dNativeBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
 ] as const;
+
+/** Full-correlation waste (H·W / (Ho·Wo)) from which Conv2DBackpropInput goes tap by tap (measured: BENCHMARKS.md). */
+const PER_TAP_MIN_WASTE = 2;
 
 let registered = false;
 let originalConv2DBackpropInput: KernelConfig | undefined;
@@ -212,6 +217,49 @@ function depthwiseConv2dNativeBackpropInput({ inputs, backend, attrs }: { inputs
   return summed;
 }
 
+/**
+ * dx of a stride-1 conv tap by tap: for each filter tap (a, b), dy·W[a, b]ᵀ (a 1×1 convolution, [N, Ho, Wo, Cin])
+ * is added into dx at the tap's offset. Exact FLOPs (those of the forward conv), where the full correlation below
+ * computes every dx position against every tap — mostly padding when the output map is small against the
+ * filter (CBR-Small's 7×7 convs on 10² inputs: 6× the work) — but one full-size add per tap, so it only pays
+ * when the waste is large. (A single [N·Ho·Wo, fh·fw·Cin] product was slower: wasm's strided Slice of its
+ * per-tap columns costs more than the product; wasm's BatchMatMul is a plain loop, the 1×1 conv XNNPACK's GEMM.)
+ */
+function conv2DBackpropInputPerTap(be: WasmBackendLike, dy: TensorInfo, filter: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo {
+  const { filterHeight: fh, filterWidth: fw, inHeight: H, inWidth: W, outHeight: Ho, outWidth: Wo, inChannels: cin, outChannels: cout, batchSize: n } = info;
+  const wT = transpose(be, filter, [0, 1, 3, 2]); // [fh, fw, Cout, Cin]
+  let dx: TensorInfo | undefined;
+  for (let a = 0; a < fh; a++) {
+    const r = a - info.padInfo.top; // the dx row that dy row 0 reaches through this tap
+    const p0 = Math.max(0, -r);
+    const p1 = Math.min(Ho, H - r);
+    if (p1 <= p0) continue;
+    for (let b = 0; b < fw; b++) {
+      const c = b - info.padInfo.left;
+      const q0 = Math.max(0, -c);
+      const q1 = Math.min(Wo, W - c);
+      if (q1 <= q0) continue;
+      const w = run(be, 'Slice', { x: wT }, { begin: [a, b, 0, 0], size: [1, 1, cout, cin] });
+      const slab = run(be, 'Conv2D', { x: dy, filter: w }, { strides: [1, 1], dilations: [1, 1], pad: 'valid', dataFormat: 'NHWC' });
+      free(be, w);
+      const part = cropHW(be, slab, p0, p1 - p0, q0, q1 - q0);
+      const placed = run(be, 'PadV2', { x: part }, {
+        paddings: [[0, 0], [r + p0, H - (r + p1)], [c + q0, W - (c + q1)], [0, 0]],
+        constantValue: 0,
+      });
+      free(be, part);
+      if (!dx) dx = placed;
+      else {
+        const sum = run(be, 'Add', { a: dx, b: placed });
+        free(be, dx, placed);
+        dx = sum;
+      }
+    }
+  }
+  free(be, wT);
+  return dx ?? run(be, 'Fill', {}, { shape: [n, H, W, cin], value: 0, dtype: 'float32' });
+}
+
 function conv2DBackpropInput({ inputs, backend, attrs }: { inputs: NamedTensorInfoMap; backend: unknown; attrs?: NamedAttrMap }): TensorInfo {
   const be = backend as WasmBackendLike;
   const { dy, filter } = inputs as { dy: TensorInfo; filter: TensorInfo };
@@ -222,6 +270,8 @@ function conv2DBackpropInput({ inputs, backend, attrs }: { inputs: NamedTensorIn
   checkNHWC('Conv2DBackpropInput', a.dataFormat);
   const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as Shape4, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
   const { filterHeight: fh, filterWidth: fw, strideHeight: sH, strideWidth: sW, inHeight: H, inWidth: W } = info;
+  // The full correlation costs H·W/(Ho·Wo) times the forward FLOPs; tap by tap pays where that is large.
+  if (sH === 1 && sW === 1 && H * W >= PER_TAP_MIN_WASTE * info.outHeight * info.outWidth) return conv2DBackpropInputPerTap(be, dy, filter, info);
   const dyz = zeroUpsample(be, dy, sH, sW); // [N, Ho·sH, Wo·sW, Cout]
   const ph = axisPlan(dyz.shape[1], fh, fh - 1 - info.padInfo.top, H);
   const pw = axisPlan(dyz.shape[2], fw, fw - 1 - info.padInfo.left, W);

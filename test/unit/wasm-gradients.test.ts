@@ -157,6 +157,11 @@ describe('wasm gradient kernels', () => {
       await Promise.all(outs.map((o) => o.data()));
       tf.dispose([dy, ddy, ...outs]);
     }
+    // A 'valid' 3×3 conv on 6² (36 input vs 16 output positions): Conv2DBackpropInput goes tap by tap.
+    const dyValid = tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, 1, 'valid');
+    const dxValid = runKernel('Conv2DBackpropInput', { dy: dyValid, filter: w }, { strides: 1, pad: 'valid', dataFormat: 'NHWC', inputShape: x.shape });
+    await dxValid.data();
+    tf.dispose([dyValid, dxValid]);
     expect(backend.numDataIds()).toBe(before);
     tf.dispose([x, w, dw]);
   });
