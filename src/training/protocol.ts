@@ -52,6 +52,13 @@ const CommonFields = {
    * parallelFolds × replicas threads.
    */
   replicas: z.number().int().min(1).max(16).optional(),
+  /**
+   * Step learning-rate schedule on top of Keras' decay: from each listed epoch on, the rate is multiplied by
+   * `lrDropFactor` once more (e.g. [9, 11] with 0.1: lr, then lr/10 from epoch 9, lr/100 from 11). Absent: none.
+   */
+  lrDropEpochs: z.array(z.number().int().min(2)).optional(),
+  /** Factor of each drop in `lrDropEpochs` (default 0.1). */
+  lrDropFactor: z.number().gt(0).lt(1).optional(),
   /** Head dropout rate before the last Dense (default 0.5, the paper's). */
   headDropout: z.number().min(0).lt(1).optional(),
   /** Fold models trained at once in worker threads (one tfjs instance each); default 1 = in-process. */

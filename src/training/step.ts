@@ -25,6 +25,8 @@ export interface SgdOptions {
 /** Keras 2.2 `SGD(lr, momentum, decay, nesterov)` over an explicit variable list, with serialisable state. */
 export class KerasSgd {
   iterations = 0;
+  /** Multiplier of the base learning rate (a step schedule sets it per epoch: `stepScheduleScale`). */
+  scale = 1;
   private readonly velocities: tf.Variable[];
 
   constructor(
@@ -36,7 +38,7 @@ export class KerasSgd {
 
   /** Learning rate of the next update. */
   currentLearningRate(): number {
-    return this.opts.learningRate / (1 + this.opts.decay * this.iterations);
+    return (this.scale * this.opts.learningRate) / (1 + this.opts.decay * this.iterations);
   }
 
   /** Applies one update from gradients keyed by variable name (missing ones are skipped). */
@@ -83,6 +85,14 @@ export class KerasSgd {
   dispose(): void {
     for (const v of this.velocities) v.dispose();
   }
+}
+
+/**
+ * The learning-rate multiplier of a step schedule in `epoch` (1-based): `factor` to the number of drop epochs
+ * already reached (a drop at epoch d applies from epoch d on). No drops: 1.
+ */
+export function stepScheduleScale(epoch: number, drops: readonly number[] | undefined, factor: number): number {
+  return factor ** (drops ?? []).filter((d) => epoch >= d).length;
 }
 
 /** Keras `categorical_crossentropy` on probabilities: renormalise, clip to [1e-7, 1 − 1e-7], mean over the batch. */

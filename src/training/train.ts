@@ -45,7 +45,7 @@ import { applyDepth } from './models/freeze.js';
 import { loadImagenetWeights } from './models/imagenet-weights.js';
 import { canonicalArchitecture, countMacs, countParams, isImagenetArchitecture, lastConvLayerName } from './models/index.js';
 import { recalibrateBatchNorm } from './precise-bn.js';
-import { applyGradients, KerasSgd, trainableVariables, trainStep } from './step.js';
+import { applyGradients, KerasSgd, stepScheduleScale, trainableVariables, trainStep } from './step.js';
 import { buildTrainingModel, ReplicaPool } from './replicas.js';
 import { spawnModuleWorker } from './worker-spawn.js';
 import { effectiveDepth, loadProtocol, parseProtocol, ProtocolError, type Protocol } from './protocol.js';
@@ -433,6 +433,7 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
   try {
     for (let epoch = state.epochsDone + 1; epoch <= job.epochs; epoch++) {
       const t0 = performance.now();
+      opt.scale = stepScheduleScale(epoch, P.lrDropEpochs, P.lrDropFactor ?? 0.1);
       const plan = epochPlan(train, { oversample: P.oversample, rotationDegrees: P.rotationDegrees, seed: hashSeed(P.seed, 0x65706f63, job.index, epoch) });
       let lossSum = 0;
       let correct = 0;
@@ -931,6 +932,7 @@ export function renderReport(p: {
   L.push(
     `- SGD lr ${P.learningRate}, momentum ${P.momentum}${P.nesterov ? ' (Nesterov)' : ''}, decay ${P.decay}; batch ${P.batchSize}; ` +
       `OAP/OBS ×${P.oversample}; rotation ±${P.rotationDegrees}°; seed ${P.seed}` +
+      (P.lrDropEpochs?.length ? `; learning rate ×${P.lrDropFactor ?? 0.1} from epoch${P.lrDropEpochs.length > 1 ? 's' : ''} ${P.lrDropEpochs.join(', ')}` : '') +
       (P.bnRecalibrationBatches ? `; BN statistics recomputed after each epoch over ${P.bnRecalibrationBatches} training batches (precise BN)` : ''),
   );
   L.push(`- Backend: ${p.backend}; wall time ${formatDuration(p.durationSeconds)}`, '');

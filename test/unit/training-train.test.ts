@@ -10,6 +10,7 @@ import { preprocessParamsFor, type PreprocessParams } from '../../src/inference/
 import { loadPhantom, prepareStacks } from '../../src/training/data/index.js';
 import { loadProtocol, loadProtocolFile, parseProtocol, type Protocol } from '../../src/training/protocol.js';
 import { formatDuration, TrainingProgress } from '../../src/training/progress.js';
+import { stepScheduleScale } from '../../src/training/step.js';
 import {
   categoricalCrossentropy,
   KerasSgd,
@@ -76,6 +77,22 @@ describe('epoch selection', () => {
     expect(selectionScore(s, 'logLoss')).toBe(-0.25);
     expect(parseProtocol({ ...CI, selectionMetric: 'rangeExact' }).selectionMetric).toBe('rangeExact');
   });
+});
+
+describe('step learning-rate schedule', () => {
+  it('multiplies the rate by the factor once per drop epoch reached, and a run records it per epoch', async () => {
+    expect([1, 2, 3, 4, 5].map((e) => stepScheduleScale(e, [3, 5], 0.1))).toEqual([1, 1, 0.1, 0.1, 0.1 ** 2]);
+    expect(stepScheduleScale(7, undefined, 0.1)).toBe(1);
+    const out = join(root, 'lr-drop');
+    const r = await runTraining({ protocol: { ...CI, folds: 1, epochs: 3, lrDropEpochs: [2], lrDropFactor: 0.5 }, dataset: 'phantom:2:4', out, backend: 'wasm', progress: false, phantomRows: 96 });
+    const st = JSON.parse(await readFile(join(out, 'checkpoints', 'final', 'state.json'), 'utf8'));
+    const lrs = st.result.records.map((x: { learningRate: number }) => x.learningRate);
+    expect(lrs[0]).toBeCloseTo(0.01, 4);
+    expect(lrs[1]).toBeCloseTo(0.005, 4);
+    expect(lrs[2]).toBeCloseTo(0.005, 4);
+    expect(await readFile(join(out, 'report.md'), 'utf8')).toMatch(/learning rate ×0.5 from epoch 2/);
+    expect(r.card?.training.protocol).toMatchObject({ lrDropEpochs: [2], lrDropFactor: 0.5 });
+  }, 60_000);
 });
 
 describe('optimizer and loss', () => {
