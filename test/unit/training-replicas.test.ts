@@ -128,6 +128,19 @@ describe('data-parallel replicas (worker threads)', () => {
     }
   }, 120_000);
 
+  it('parallel folds each with replicas (helper threads inside fold workers) train', async () => {
+    const r = await runTraining({
+      protocol: { ...P, folds: 2, finalModel: false, parallelFolds: 2, replicas: 2, headDropout: undefined },
+      dataset: 'phantom:4:2',
+      out: join(root, 'nested'),
+      backend: 'wasm',
+      progress: false,
+      phantomRows: 96,
+    });
+    expect(r.cv?.folds).toBe(2);
+    expect(r.cv?.perFold).toHaveLength(2);
+  }, 120_000);
+
   it('a run with replicas 3 trains and records replicas in the card', async () => {
     const out = join(root, 'run');
     const r = await runTraining({ protocol: { ...P, headDropout: undefined }, dataset: 'phantom:3:2', out, backend: 'wasm', progress: false, phantomRows: 96 });
