@@ -17,14 +17,14 @@
 
 import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { readBack, selectBackend, type BackendName } from '../inference/backend.js';
+import { selectBackend, type BackendName } from '../inference/backend.js';
 import type { PreprocessParams } from '../inference/preprocess.js';
 import { buildBatch, type PlanItem, type PreparedStack } from './data/samples.js';
 import { installFastBatchNormGradient } from './models/batchnorm-gradient.js';
 import { applyDepth } from './models/freeze.js';
 import { buildModel, isImagenetArchitecture } from './models/index.js';
 import { effectiveDepth, type Protocol } from './protocol.js';
-import { batchGradients, trainableVariables, type BatchGradients } from './step.js';
+import { batchGradients, flattenVariables, trainableVariables, type BatchGradients } from './step.js';
 import { spawnModuleWorker } from './worker-spawn.js';
 
 const REPLICA_MARK = 'saxRangeReplicaWorker';
@@ -52,18 +52,6 @@ export function shardItems<T>(items: readonly T[], parts: number): T[][] {
   const k = Math.max(1, Math.min(parts, items.length));
   const out: T[][] = [];
   for (let i = 0; i < k; i++) out.push(items.slice(Math.floor((i * items.length) / k), Math.floor(((i + 1) * items.length) / k)));
-  return out;
-}
-
-/** The values of `vars` as one flat float32 buffer (variable order). */
-export async function flattenVariables(vars: readonly tf.Tensor[]): Promise<Float32Array> {
-  const total = vars.reduce((a, v) => a + v.size, 0);
-  const out = new Float32Array(total);
-  let o = 0;
-  for (const v of vars) {
-    out.set((await readBack(v)) as Float32Array, o);
-    o += v.size;
-  }
   return out;
 }
 

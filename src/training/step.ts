@@ -60,15 +60,7 @@ export class KerasSgd {
 
   /** State for checkpoints: the velocities as one float32 buffer (variable order) and the update count. */
   async getState(): Promise<{ iterations: number; shapes: number[][]; data: Float32Array }> {
-    const shapes = this.velocities.map((v) => [...v.shape]);
-    const total = this.velocities.reduce((a, v) => a + v.size, 0);
-    const data = new Float32Array(total);
-    let o = 0;
-    for (const v of this.velocities) {
-      data.set((await readBack(v)) as Float32Array, o);
-      o += v.size;
-    }
-    return { iterations: this.iterations, shapes, data };
+    return { iterations: this.iterations, shapes: this.velocities.map((v) => [...v.shape]), data: await flattenVariables(this.velocities) };
   }
 
   setState(state: { iterations: number; shapes: number[][]; data: Float32Array }): void {
@@ -85,6 +77,18 @@ export class KerasSgd {
   dispose(): void {
     for (const v of this.velocities) v.dispose();
   }
+}
+
+/** The values of `vars` as one flat float32 buffer (variable order). */
+export async function flattenVariables(vars: readonly tf.Tensor[]): Promise<Float32Array> {
+  const total = vars.reduce((a, v) => a + v.size, 0);
+  const out = new Float32Array(total);
+  let o = 0;
+  for (const v of vars) {
+    out.set((await readBack(v)) as Float32Array, o);
+    o += v.size;
+  }
+  return out;
 }
 
 /**
