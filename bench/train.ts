@@ -41,10 +41,10 @@ import { installFastBatchNormGradient } from '../src/training/models/batchnorm-g
 import { buildModel, canonicalArchitecture, countParams, NUM_CLASSES } from '../src/training/models/index.js';
 import { preprocessParamsFor } from '../src/inference/preprocess.js';
 import { loadPhantom, prepareStacks } from '../src/training/data/index.js';
-import { buildBatch, evalPlan, type PlanItem } from '../src/training/data/samples.js';
+import { evalPlan, type PlanItem } from '../src/training/data/samples.js';
 import { parseProtocol } from '../src/training/protocol.js';
 import { ReplicaPool } from '../src/training/replicas.js';
-import { applyGradients } from '../src/training/step.js';
+import { applyGradients, batchTensors } from '../src/training/step.js';
 import { KerasSgd, trainableVariables, trainStep } from '../src/training/train.js';
 
 function arg(name: string, fallback: string): string {
@@ -144,10 +144,7 @@ if (replicas > 1) {
     { shared: true },
   );
   const items = evalPlan(stacks).slice(0, batch);
-  const batchFor = (its: readonly PlanItem[]) => {
-    const b = buildBatch(stacks, its, pp);
-    return { x: tf.tensor4d(b.x, b.shape), y: tf.tidy(() => tf.oneHot(tf.tensor1d(b.y, 'int32'), 3).toFloat()) as tf.Tensor2D };
-  };
+  const batchFor = (its: readonly PlanItem[]) => batchTensors(stacks, its, pp);
   pool = new ReplicaPool(replicas - 1, { backend: backend.name, stacks, protocol: P, params: pp });
   await pool.startJob(
     subjects.map((s) => s.id),

@@ -19,12 +19,11 @@ import { isMainThread, parentPort, workerData, type Worker } from 'node:worker_t
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend, type BackendName } from '../inference/backend.js';
 import type { PreprocessParams } from '../inference/preprocess.js';
-import { buildBatch, type PlanItem, type PreparedStack } from './data/samples.js';
+import type { PlanItem, PreparedStack } from './data/samples.js';
 import { installFastBatchNormGradient } from './models/batchnorm-gradient.js';
-import { applyDepth } from './models/freeze.js';
-import { buildModel, isImagenetArchitecture } from './models/index.js';
-import { effectiveDepth, type Protocol } from './protocol.js';
-import { batchGradients, flattenVariables, trainableVariables, type BatchGradients } from './step.js';
+import { buildTrainingModel } from './models/index.js';
+import type { Protocol } from './protocol.js';
+import { batchGradients, batchTensors, flattenVariables, trainableVariables, type BatchGradients } from './step.js';
 import { spawnModuleWorker } from './worker-spawn.js';
 
 const REPLICA_MARK = 'saxRangeReplicaWorker';
@@ -66,13 +65,6 @@ export function assignFlat(vars: readonly tf.Variable[], flat: Float32Array): vo
       o += v.size;
     }
   });
-}
-
-/** Builds the job's model the way trainJob does (architecture, input size, padding, alpha; depth freezing). */
-export function buildTrainingModel(P: Protocol, seed: number): tf.LayersModel {
-  const model = buildModel(P.architecture, { inputSize: P.inputSize, seed, padding: P.padding, alpha: P.alpha, dropout: P.headDropout });
-  if (isImagenetArchitecture(P.architecture)) applyDepth(model, P.architecture, effectiveDepth(P));
-  return model;
 }
 
 function allWeights(model: tf.LayersModel): tf.Variable[] {
@@ -236,9 +228,7 @@ async function replicaMain(): Promise<void> {
           return;
         }
         assignFlat(vars, m.weights);
-        const b = buildBatch(train, m.items, init.params);
-        const x = tf.tensor4d(b.x, b.shape);
-        const y = tf.tidy(() => tf.oneHot(tf.tensor1d(b.y, 'int32'), 3).toFloat()) as tf.Tensor2D;
+        const { x, y } = batchTensors(train, m.items, init.params);
         try {
           const r = await batchGradients(model, vars, x, y);
           const flat = await flattenVariables(r.grads);

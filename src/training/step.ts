@@ -6,6 +6,8 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { readBack } from '../inference/backend.js';
+import type { PreprocessParams } from '../inference/preprocess.js';
+import { buildBatch, type PlanItem, type PreparedStack } from './data/samples.js';
 
 /** The gradient of a batch's mean loss per trainable variable, with the loss and the correct argmax count. */
 export interface BatchGradients {
@@ -159,4 +161,10 @@ export function applyGradients(opt: KerasSgd, grads: readonly tf.Tensor[]): void
   } finally {
     grads.forEach((g) => g.dispose());
   }
+}
+
+/** A training batch as tensors: the samples `items` of `stacks` (buildBatch) and their one-hot classes. */
+export function batchTensors(stacks: readonly PreparedStack[], items: readonly PlanItem[], params: PreprocessParams): { x: tf.Tensor4D; y: tf.Tensor2D } {
+  const b = buildBatch(stacks, items, params);
+  return { x: tf.tensor4d(b.x, b.shape), y: tf.tidy(() => tf.oneHot(tf.tensor1d(b.y, 'int32'), 3).toFloat()) as tf.Tensor2D };
 }

@@ -43,10 +43,10 @@ import { evaluatePredictions, meanStd, type EvaluationSummary, type StackMetrics
 import { installFastBatchNormGradient } from './models/batchnorm-gradient.js';
 import { applyDepth } from './models/freeze.js';
 import { loadImagenetWeights } from './models/imagenet-weights.js';
-import { canonicalArchitecture, countMacs, countParams, isImagenetArchitecture, lastConvLayerName } from './models/index.js';
+import { buildTrainingModel, canonicalArchitecture, countMacs, countParams, isImagenetArchitecture, lastConvLayerName } from './models/index.js';
 import { recalibrateBatchNorm } from './precise-bn.js';
-import { applyGradients, KerasSgd, stepScheduleScale, trainableVariables, trainStep } from './step.js';
-import { buildTrainingModel, ReplicaPool } from './replicas.js';
+import { applyGradients, batchTensors, KerasSgd, stepScheduleScale, trainableVariables, trainStep } from './step.js';
+import { ReplicaPool } from './replicas.js';
 import { spawnModuleWorker } from './worker-spawn.js';
 import { effectiveDepth, loadProtocol, parseProtocol, ProtocolError, type Protocol } from './protocol.js';
 import { formatDuration, TrainingProgress, type BatchEvent } from './progress.js';
@@ -418,10 +418,7 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
   if (state.current && state.epochsDone > 0) await loadOptimizer(join(job.dir, state.current), opt);
   const replicas = ctx.replicas;
   if (replicas) await replicas.startJob(job.train, model);
-  const batchFor = (items: readonly PlanItem[]) => {
-    const { x, y, shape } = buildBatch(train, items, params);
-    return { x: tf.tensor4d(x, shape), y: tf.tidy(() => tf.oneHot(tf.tensor1d(y, 'int32'), 3).toFloat()) as tf.Tensor2D };
-  };
+  const batchFor = (items: readonly PlanItem[]) => batchTensors(train, items, params);
 
   // Validation inputs never change: build them once.
   const vPlan = evalPlan(val);
@@ -470,12 +467,12 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
         const n = Math.min(P.bnRecalibrationBatches, Math.ceil(calib.length / P.batchSize));
         await recalibrateBatchNorm(model, (function* () {
           for (let b = 0; b < n; b++) {
-            const { x, shape } = buildBatch(train, calib.slice(b * P.batchSize, (b + 1) * P.batchSize), params);
-            const xt = tf.tensor4d(x, shape);
+            const { x, y } = batchFor(calib.slice(b * P.batchSize, (b + 1) * P.batchSize));
+            y.dispose();
             try {
-              yield xt;
+              yield x;
             } finally {
-              xt.dispose();
+              x.dispose();
             }
           }
         })());

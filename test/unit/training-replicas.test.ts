@@ -6,10 +6,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { selectBackend } from '../../src/inference/backend.js';
 import { preprocessParamsFor } from '../../src/inference/preprocess.js';
 import { loadPhantom, prepareStacks } from '../../src/training/data/index.js';
-import { buildBatch, epochPlan, type PlanItem } from '../../src/training/data/samples.js';
+import { epochPlan, type PlanItem } from '../../src/training/data/samples.js';
 import { parseProtocol } from '../../src/training/protocol.js';
-import { buildTrainingModel, ReplicaPool, shardItems } from '../../src/training/replicas.js';
-import { batchGradients, trainableVariables } from '../../src/training/step.js';
+import { buildTrainingModel } from '../../src/training/models/index.js';
+import { ReplicaPool, shardItems } from '../../src/training/replicas.js';
+import { batchGradients, batchTensors, trainableVariables } from '../../src/training/step.js';
 import { runTraining } from '../../src/training/train.js';
 
 let root: string;
@@ -58,10 +59,7 @@ describe('data-parallel replicas (worker threads)', () => {
     const model = buildTrainingModel(P, 11);
     const vars = trainableVariables(model);
     const items = epochPlan(stacks, { oversample: 2, rotationDegrees: 30, seed: 9 }).slice(0, 10); // shards of 3, 3, 4
-    const batchFor = (its: readonly PlanItem[]) => {
-      const b = buildBatch(stacks, its, params);
-      return { x: tf.tensor4d(b.x, b.shape), y: tf.tidy(() => tf.oneHot(tf.tensor1d(b.y, 'int32'), 3).toFloat()) as tf.Tensor2D };
-    };
+    const batchFor = (its: readonly PlanItem[]) => batchTensors(stacks, its, params);
     const pool = new ReplicaPool(2, { backend: 'wasm', stacks, protocol: P, params });
     try {
       await pool.startJob(

@@ -7,7 +7,9 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { APPLICATIONS, applicationKey, buildApplication } from './applications.js';
+import { effectiveDepth, type Protocol } from '../protocol.js';
 import { buildCbr, cbrKey, CBR_SPECS, type Padding } from './cbr.js';
+import { applyDepth } from './freeze.js';
 
 export { CBR_SPECS, cbrKey, cbrFeatureSizes, minInputSize, HEAD_UNITS, HEAD_DROPOUT, NUM_CLASSES, type CbrSpec, type Padding } from './cbr.js';
 
@@ -52,6 +54,16 @@ export function buildModel(arch: string, opts: BuildModelOptions): tf.LayersMode
   const key = canonicalArchitecture(arch);
   if (APPLICATIONS[key]) return buildApplication(key, opts);
   return buildCbr(key, opts);
+}
+
+/**
+ * The model a training job starts from: `buildModel` with the protocol's architecture, input size, padding,
+ * alpha and head dropout, then the protocol's fine-tuning depth (frozen base for ImageNet architectures).
+ */
+export function buildTrainingModel(P: Pick<Protocol, 'architecture' | 'inputSize' | 'padding' | 'alpha' | 'headDropout' | 'depth' | 'weights' | 'startFrom'>, seed: number): tf.LayersModel {
+  const model = buildModel(P.architecture, { inputSize: P.inputSize, seed, padding: P.padding, alpha: P.alpha, dropout: P.headDropout });
+  if (isImagenetArchitecture(P.architecture)) applyDepth(model, P.architecture, effectiveDepth(P));
+  return model;
 }
 
 function shapeOf(s: tf.Shape | tf.Shape[]): (number | null)[] {
