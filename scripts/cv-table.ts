@@ -4,33 +4,23 @@
  * baseline that calls every slice IN (no model) on the same stacks.
  * Usage: node --import tsx scripts/cv-table.ts RUN_DIR/cv-predictions.csv [--json]
  * --json prints the same figures as the model card's `metrics.crossValidation` block instead (rounded).
+ * "range decoded + prior (nested)": decoding with the class log-prior fitted on the other folds
+ * (src/training/decoding-prior.ts), whatever the run's protocol said.
  */
 import { readFileSync } from 'node:fs';
-import type { SliceLabel } from '../src/inference/decode.js';
+import { parseCvPredictions, type FoldStackPrediction } from '../src/training/cv-predictions.js';
+import { fitPriorOnCv } from '../src/training/decoding-prior.js';
 import { evaluatePredictions, type StackMetrics, type StackPrediction } from '../src/training/metrics.js';
 
 const file = process.argv[2];
 if (!file) throw new Error('usage: cv-table.ts cv-predictions.csv [--json]');
 const asJson = process.argv.includes('--json');
-const [header, ...lines] = readFileSync(file, 'utf8').trim().split('\n');
-const cols = header!.split(',');
-const at = (name: string) => cols.indexOf(name);
-const stacks = new Map<string, { subject: string; phase: string; rows: Array<{ apex: number; probs: number[]; truth: SliceLabel }> }>();
-for (const line of lines) {
-  const f = line.split(',');
-  const key = `${f[at('subject')]}/${f[at('phase')]}`;
-  let s = stacks.get(key);
-  if (!s) stacks.set(key, (s = { subject: f[at('subject')]!, phase: f[at('phase')]!, rows: [] }));
-  s.rows.push({
-    apex: Number(f[at('apex_index')]),
-    probs: [Number(f[at('p_oap')]), Number(f[at('p_in')]), Number(f[at('p_obs')])],
-    truth: f[at('truth')] as SliceLabel,
-  });
-}
-const preds: StackPrediction[] = [...stacks.values()].map((s) => {
-  const rows = s.rows.sort((a, b) => a.apex - b.apex);
-  return { subject: s.subject, phase: s.phase, truth: rows.map((r) => r.truth), probs: rows.map((r) => r.probs) };
-});
+const preds = parseCvPredictions(readFileSync(file, 'utf8'));
+// The decoding prior as `sax-range train` fits it (decodingPrior: 'fit'), each fold decoded with the prior
+// fitted on the other folds: the nested estimate, whatever the run's protocol said.
+const folds = new Set(preds.map((p) => p.fold)).size;
+const nested = folds >= 2 ? fitPriorOnCv(preds) : undefined;
+const priorFor = (s: FoldStackPrediction) => nested!.perFold[s.fold]!;
 const pct = (x: number) => (100 * x).toFixed(1);
 function rows(name: string, m: StackMetrics | undefined, phase: string, kinds: readonly ('argmax' | 'decoded')[] = ['argmax', 'decoded'], label?: string): string[] {
   if (!m) return [];
@@ -64,13 +54,20 @@ for (const [name, filter] of [
   const sub = preds.filter(filter);
   if (!sub.length) continue;
   const e = evaluatePredictions(sub);
+  const ep = nested ? evaluatePredictions(sub, priorFor) : undefined;
   const allIn = evaluatePredictions(sub.map((p) => ({ ...p, probs: p.probs.map(() => [0, 1, 0]) })));
   const block: Record<string, unknown> = {};
   for (const phase of ['ED', 'ES'] as const) {
     const m = e[phase];
-    if (m) block[phase] = { argmax: compact(m.argmax), decoded: compact(m.decoded), allIn: compact(allIn[phase]!.argmax, false) };
-    if (!asJson) for (const line of [...rows(name, e[phase], phase), ...rows(name, allIn[phase], phase, ['argmax'], 'all IN (no model)')]) console.log(line);
+    const mp = ep?.[phase];
+    if (m) block[phase] = { argmax: compact(m.argmax), decoded: compact(m.decoded), ...(mp ? { decodedWithPrior: compact(mp.decoded) } : {}), allIn: compact(allIn[phase]!.argmax, false) };
+    if (!asJson) {
+      const lines = [...rows(name, e[phase], phase), ...rows(name, mp, phase, ['decoded'], 'range decoded + prior (nested)'), ...rows(name, allIn[phase], phase, ['argmax'], 'all IN (no model)')];
+      for (const line of lines) console.log(line);
+    }
   }
   json[name] = block;
 }
+if (nested) json.decodingPrior = { fitted: nested.prior, perFold: nested.perFold };
 if (asJson) console.log(JSON.stringify(json, null, 1));
+else if (nested) console.log(`\nprior fitted on all stacks: [${nested.prior.join(', ')}]; per fold (fitted on the others): ${Object.entries(nested.perFold).map(([f, p]) => `${f} [${p.join(', ')}]`).join('; ')}`);

@@ -124,6 +124,19 @@ export function buildProgram(): Command {
     });
 
   program
+    .command('fit-decoding')
+    .description("fit range decoding's class log-prior on a training run's out-of-fold predictions (cv-predictions.csv), report its nested-CV estimate, and with --write store it in the model card")
+    .requiredOption('--predictions <file>', 'cv-predictions.csv of `sax-range train`')
+    .option('--model <dir>', 'model directory whose card gets the prior (with --write)')
+    .option('--write', "write the prior into the model card's decoding section", false)
+    .option('--fitted-on <text>', "the card's decoding.fittedOn (default: names the predictions file)")
+    .addOption(backend().hideHelp()) // every command takes it (DESIGN); fitting runs no model
+    .action(async (o) => {
+      const { runFitDecoding } = await import('./commands/fit-decoding.js');
+      console.log(JSON.stringify(await runFitDecoding({ predictions: o.predictions, modelDir: o.model, write: o.write, fittedOn: o.fittedOn }), null, 1));
+    });
+
+  program
     .command('train')
     .description('train with a protocol (patient-level cross-validation, then a final model) and write the model dir and report; a grid protocol (paper.json, quick.json) runs every cell')
     .requiredOption('--protocol <file>', 'protocol JSON (config/protocols/*.json): one run, or a grid')

@@ -25,6 +25,7 @@ import type { Logger } from '../log.js';
 import { prepareStacks } from '../training/data/samples.js';
 import { DatasetSpecError, loadDataset } from '../training/data/spec.js';
 import { evaluateModel, type ModelEvaluation } from '../training/evaluate.js';
+import { classLogPriorOf } from '../inference/classifier.js';
 import { predictionsCsv } from '../training/grid.js';
 import { predictPreparedStacks, versions } from '../training/train.js';
 
@@ -42,7 +43,8 @@ export interface RunEvaluateOptions {
 
 export interface EvaluationDocument {
   schema: typeof EVALUATION_SCHEMA;
-  model: { dir: string; id: string; version: string; architecture: string; inputSize: number; channelMode: string };
+  /** `classLogPrior`: the prior the decoded figures used (the card's; [0, 0, 0] when it has none). */
+  model: { dir: string; id: string; version: string; architecture: string; inputSize: number; channelMode: string; classLogPrior: number[] };
   dataset: { spec: string; parts: Array<{ spec: string; subjects: number; stacks: number; slices: number; license: { data: string; citation: string }; skipped: string[] }> };
   backend: string;
   versions: Record<string, string>;
@@ -114,12 +116,13 @@ export async function runEvaluate(opts: RunEvaluateOptions): Promise<EvaluationD
     model.dispose();
   }
   const byPhase = (p: PhaseKey) => preds.filter((s) => s.phase === p);
-  const metrics: EvaluationDocument['metrics'] = { all: evaluateModel(preds) };
-  for (const p of ['ED', 'ES'] as const) if (byPhase(p).length) metrics[p] = evaluateModel(byPhase(p));
+  const prior = classLogPriorOf(card);
+  const metrics: EvaluationDocument['metrics'] = { all: evaluateModel(preds, prior) };
+  for (const p of ['ED', 'ES'] as const) if (byPhase(p).length) metrics[p] = evaluateModel(byPhase(p), prior);
   const trainedOn = new Set(card.training.datasets.map(specKey));
   const doc: EvaluationDocument = {
     schema: EVALUATION_SCHEMA,
-    model: { dir: resolve(opts.modelDir), id: card.id, version: card.version, architecture: card.architecture, inputSize: card.inputSize, channelMode: card.channelMode },
+    model: { dir: resolve(opts.modelDir), id: card.id, version: card.version, architecture: card.architecture, inputSize: card.inputSize, channelMode: card.channelMode, classLogPrior: [...prior] },
     dataset: { spec: opts.dataset, parts: ds.parts },
     backend: backend.name,
     versions: versions(),

@@ -18,13 +18,16 @@ import { performance } from 'node:perf_hooks';
 import { selectBackend, type BackendPreference } from '../inference/backend.js';
 import { SliceClassifier } from '../inference/classifier.js';
 import { ClassifierPool } from '../inference/pool.js';
-import { argmaxLabels, chooseOrientation, decodeRange, type SliceLabel } from '../inference/decode.js';
+import { classLogPriorOf, type ClassifierCard } from '../inference/classifier.js';
+import { argmaxLabels, chooseOrientation, decodeRange, NO_PRIOR, type ClassLogPrior, type SliceLabel } from '../inference/decode.js';
 import type { Logger } from '../log.js';
 import { listAcdcSubjects, loadAcdcSubject } from '../training/data/acdc.js';
 
 /** What predict needs of a classifier (a SliceClassifier, or a stub in tests). */
 export interface ProbabilityClassifier {
   classify(images: readonly Float32Array[], rows: number, columns: number): Promise<number[][]>;
+  /** The model card's decoding settings (`label` is decoded with its class log-prior); none: no prior. */
+  readonly card?: Pick<ClassifierCard, 'decoding'>;
 }
 
 export interface RunPredictOptions {
@@ -60,11 +63,20 @@ export interface PredictSummary {
 
 export const PREDICT_CSV_HEADER = 'subject,phase,slice,p_oap,p_in,p_obs,predicted,label';
 
-/** The CSV rows of one stack, in NIfTI slice order. `sourceSlices[i]` is the NIfTI index of apex → base slice i. */
-export function predictionRows(subject: string, phase: string, probs: readonly (readonly number[])[], sourceSlices: readonly number[]): string[] {
+/**
+ * The CSV rows of one stack, in NIfTI slice order. `sourceSlices[i]` is the NIfTI index of apex → base slice i;
+ * `label` is range-decoded with `prior` (the model's class log-prior).
+ */
+export function predictionRows(
+  subject: string,
+  phase: string,
+  probs: readonly (readonly number[])[],
+  sourceSlices: readonly number[],
+  prior: ClassLogPrior = NO_PRIOR,
+): string[] {
   if (sourceSlices.length !== probs.length) throw new RangeError(`${subject} ${phase}: ${probs.length} probability rows for ${sourceSlices.length} slices`);
   const predicted = argmaxLabels(probs);
-  const labels: SliceLabel[] = decodeRange(probs).labels;
+  const labels: SliceLabel[] = decodeRange(probs, prior).labels;
   const rows = probs.map((p, i) => ({
     slice: sourceSlices[i],
     line: [subject, phase, sourceSlices[i], p[0].toFixed(6), p[1].toFixed(6), p[2].toFixed(6), predicted[i], labels[i]].join(','),
@@ -103,6 +115,7 @@ export async function runPredict(opts: RunPredictOptions): Promise<PredictSummar
     }
   }
   const classifier: ProbabilityClassifier = opts.classifier ?? owned!.classifier;
+  const prior = classLogPriorOf(classifier.card ?? {});
 
   await mkdir(dirname(opts.out), { recursive: true });
   const tmp = `${opts.out}.tmp-${process.pid}`;
@@ -120,11 +133,11 @@ export async function runPredict(opts: RunPredictOptions): Promise<PredictSummar
         if (!stack) continue;
         const probs = await classifier.classify(stack.images, stack.rows, stack.columns);
         const sourceSlices = stack.sourceSlices ?? stack.images.map((_, i) => stack.images.length - 1 - i);
-        const lines = predictionRows(id, phase, probs, sourceSlices);
+        const lines = predictionRows(id, phase, probs, sourceSlices, prior);
         await file.write(`${lines.join('\n')}\n`);
         summary.stacks++;
         summary.rows += lines.length;
-        const o = chooseOrientation(probs, 'apex-first');
+        const o = chooseOrientation(probs, 'apex-first', prior);
         if (o.agreesWithGeometry === false) summary.orderDisagreements.push(`${id} ${phase} (margin ${o.margin.toFixed(2)})`);
       }
       logger.debug({ subject: id }, 'subject predicted');

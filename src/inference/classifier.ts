@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs';
 import type { Logger } from '../log.js';
 import { readBack } from './backend.js';
-import { argmaxLabels, LABELS } from './decode.js';
+import { argmaxLabels, LABELS, NO_PRIOR, type ClassLogPrior } from './decode.js';
 import { loadModelDir, serializeModel, sha256Hex } from './model-dir.js';
 import { camToSliceGrid, gradCamMaps, splitForGradCam, type CamScoreKind, type GradCamSplit } from './gradcam.js';
 import { preprocessStack, toTensor4d, validatePreprocessParams, type ChannelMode, type PreprocessParams } from './preprocess.js';
@@ -39,6 +39,13 @@ export interface ClassifierCard {
   classes: readonly string[];
   /** Layer whose output Grad-CAM uses; default: the last conv block (`findLastConvLayer`). */
   lastConvLayer?: string;
+  /** Range decoding settings (model card `decoding`): the class log-prior fitted for this model. */
+  decoding?: { readonly classLogPrior?: ClassLogPrior };
+}
+
+/** The class log-prior range decoding uses with this card's model (none when the card has none). */
+export function classLogPriorOf(card: Pick<ClassifierCard, 'decoding'>): ClassLogPrior {
+  return card.decoding?.classLogPrior ?? NO_PRIOR;
 }
 
 export interface ClassifierOptions {

@@ -14,6 +14,16 @@ export const LABELS: readonly SliceLabel[] = ['OAP', 'IN', 'OBS'];
 /** Probabilities are clamped to [PROB_FLOOR, 1] before taking logs. */
 export const PROB_FLOOR = 1e-7;
 
+/**
+ * A class log-prior `[OAP, IN, OBS]` added to every slice's log-probabilities before decoding: the decoding
+ * then maximises Σ (log p + prior) instead of Σ log p. Negative OAP/OBS values make the decoder ask for more
+ * evidence before it ends the IN range early. A model's card carries the prior fitted on its out-of-fold
+ * predictions (`decoding.classLogPrior`, src/training/decoding-prior.ts); absent, it is `[0, 0, 0]`.
+ */
+export type ClassLogPrior = readonly [number, number, number];
+
+export const NO_PRIOR: ClassLogPrior = [0, 0, 0];
+
 export interface RangeDecoding {
   /** One label per slice, in the order decoded (apex → base). */
   labels: SliceLabel[];
@@ -23,6 +33,8 @@ export interface RangeDecoding {
   last: number;
   /** Summed log-probability of `labels` (natural log, probabilities clamped at 1e-7). */
   logLikelihood: number;
+  /** What the decoding maximised: `logLikelihood` plus the class log-prior of every slice's label. */
+  score: number;
 }
 
 /** Which end of the file order is the apex. */
@@ -31,7 +43,7 @@ export type FileOrder = 'apex-first' | 'apex-last';
 export interface OrientationChoice {
   /** The order the decoding likelihood prefers (on an exact tie: `geometryOrder` if given, else apex-first). */
   order: FileOrder;
-  /** log L(order) − log L(other order), ≥ 0. Near 0 the likelihood says little about the orientation. */
+  /** score(order) − score(other order), ≥ 0 (log-likelihoods when no prior is given). Near 0 the likelihood says little about the orientation. */
   margin: number;
   /**
    * Decoding of each order, each in its own apex → base order: 'apex-first' indexes the slices as given,
@@ -45,6 +57,10 @@ export interface OrientationChoice {
    * otherwise `order === geometryOrder`. Callers report a disagreement (they may weigh it by `margin`).
    */
   agreesWithGeometry: boolean | null;
+}
+
+function checkPrior(prior: ClassLogPrior): void {
+  if (prior.length !== 3 || !prior.every((v) => Number.isFinite(v))) throw new RangeError(`class log-prior: three finite numbers expected, got ${JSON.stringify(prior)}`);
 }
 
 /** Per-row log-probabilities, clamped; validates the input. */
@@ -62,15 +78,18 @@ function logRows(probs: readonly (readonly number[])[]): Float64Array {
 }
 
 /**
- * The labelling OAP* IN+ OBS* (at least one IN) maximising Σ log p, by a 3-state Viterbi pass
+ * The labelling OAP* IN+ OBS* (at least one IN) maximising Σ (log p + prior), by a 3-state Viterbi pass
  * (OAP → OAP|IN, IN → IN|OBS, OBS → OBS; start in OAP or IN; end in IN or OBS).
  * Ties are broken toward the wider IN range: the largest `last`, then the smallest `first`.
- * A single slice is always IN. Throws on an empty stack or a malformed row.
+ * A single slice is always IN. Throws on an empty stack, a malformed row or prior.
  */
-export function decodeRange(probs: readonly (readonly number[])[]): RangeDecoding {
+export function decodeRange(probs: readonly (readonly number[])[], prior: ClassLogPrior = NO_PRIOR): RangeDecoding {
   const n = probs.length;
   if (n === 0) throw new RangeError('decodeRange: empty stack');
-  const lp = logRows(probs);
+  checkPrior(prior);
+  const raw = logRows(probs);
+  const lp = new Float64Array(raw.length);
+  for (let i = 0; i < raw.length; i++) lp[i] = raw[i] + prior[i % 3];
   // Scores of the best prefix ending at i in each state, and back-pointers for IN and OBS.
   const sOAP = new Float64Array(n);
   const sIN = new Float64Array(n);
@@ -102,11 +121,11 @@ export function decodeRange(probs: readonly (readonly number[])[]): RangeDecodin
   }
   const labels: SliceLabel[] = new Array<SliceLabel>(n);
   let i = n - 1;
-  let logLikelihood: number;
+  let score: number;
   if (sIN[i] >= sOBS[i]) {
-    logLikelihood = sIN[i];
+    score = sIN[i];
   } else {
-    logLikelihood = sOBS[i];
+    score = sOBS[i];
     while (i >= 0) {
       labels[i] = 'OBS';
       const fromOBS = obsFromOBS[i] === 1;
@@ -123,7 +142,9 @@ export function decodeRange(probs: readonly (readonly number[])[]): RangeDecodin
   }
   const first = i + 1;
   for (; i >= 0; i--) labels[i] = 'OAP';
-  return { labels, first, last, logLikelihood };
+  let logLikelihood = 0;
+  labels.forEach((l, j) => (logLikelihood += raw[j * 3 + LABELS.indexOf(l)]));
+  return { labels, first, last, logLikelihood, score };
 }
 
 /** Summed clamped log-probability of a given labelling (for comparisons and tests). */
@@ -141,15 +162,17 @@ export function labellingLogLikelihood(probs: readonly (readonly number[])[], la
 
 /**
  * Decodes the stack in both orders — as given (apex-first) and reversed (apex-last) — and returns the more
- * likely one with the log-likelihood margin, so that the caller can cross-check the geometry's apex end.
+ * likely one (by decoding score, under the same prior) with the margin, so that the caller can cross-check
+ * the geometry's apex end.
  */
 export function chooseOrientation(
   probsInFileOrder: readonly (readonly number[])[],
   geometryOrder?: FileOrder,
+  prior: ClassLogPrior = NO_PRIOR,
 ): OrientationChoice {
-  const forward = decodeRange(probsInFileOrder);
-  const reverse = decodeRange([...probsInFileOrder].reverse());
-  const diff = forward.logLikelihood - reverse.logLikelihood;
+  const forward = decodeRange(probsInFileOrder, prior);
+  const reverse = decodeRange([...probsInFileOrder].reverse(), prior);
+  const diff = forward.score - reverse.score;
   let order: FileOrder;
   if (diff > 0) order = 'apex-first';
   else if (diff < 0) order = 'apex-last';

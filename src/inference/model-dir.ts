@@ -43,6 +43,18 @@ const PreprocessParamsSchema = z.object({
   normalization: z.enum(['caffe', 'torch', 'tf']),
 });
 
+const finite = z.number().refine(Number.isFinite, 'expected a finite number');
+
+/**
+ * How range decoding uses the model's probabilities: `classLogPrior` `[OAP, IN, OBS]` is added to each
+ * slice's log-probabilities (src/inference/decode.ts). Fitted on labelled predictions the model did not
+ * train on (src/training/decoding-prior.ts); `fittedOn` and `estimate` say on what and how well.
+ */
+export const DecodingSchema = z.looseObject({
+  classLogPrior: z.tuple([finite, finite, finite]),
+  fittedOn: z.string().min(1),
+});
+
 const OptimizerSchema = z.looseObject({
   name: z.string(),
   learningRate: z.number().optional(),
@@ -93,6 +105,8 @@ export const ModelCardSchema = z.object({
     versions: z.record(z.string(), z.string()),
   }),
   metrics: z.record(z.string(), z.unknown()),
+  /** Range decoding settings; absent: plain maximum-likelihood decoding (no prior). */
+  decoding: DecodingSchema.optional(),
   evaluation: z.looseObject({ method: z.string().min(1) }),
   license: z.looseObject({
     /** Licence of the training data the weights inherit ('CC BY-NC-SA 4.0' for ACDC). */

@@ -18,7 +18,7 @@
  * inclusive), so `slices[first].index` is the stack index of the first IN slice; `timings` are milliseconds.
  */
 import { z } from 'zod';
-import { decodeRange, argmaxLabels, type SliceLabel } from './decode.js';
+import { decodeRange, argmaxLabels, NO_PRIOR, type ClassLogPrior, type SliceLabel } from './decode.js';
 
 export const RESULT_SCHEMA_ID = 'sax-range/result@1' as const;
 
@@ -176,6 +176,8 @@ export interface ResultInput {
   stackId: string;
   seriesInstanceUIDs: readonly string[];
   model: ModelRef;
+  /** The model's class log-prior for range decoding (model card `decoding`); default none. */
+  classLogPrior?: ClassLogPrior;
   order: OrderInfo;
   phases: Record<PhaseKey, PhaseInput>;
   outputs?: readonly OutputRef[];
@@ -188,9 +190,9 @@ function roundProb(p: number): number {
 }
 
 /** `predicted` (argmax), `label` (range decoding, apex → base) and `inRange` of one phase. */
-export function buildPhaseResult(input: PhaseInput): PhaseResult {
+export function buildPhaseResult(input: PhaseInput, classLogPrior: ClassLogPrior = NO_PRIOR): PhaseResult {
   const probs = input.slices.map((s) => [...s.probabilities]);
-  const decoding = decodeRange(probs);
+  const decoding = decodeRange(probs, classLogPrior);
   const predicted = argmaxLabels(probs);
   const slices: SliceResult[] = input.slices.map((s, i) => ({
     index: s.index,
@@ -229,7 +231,7 @@ export function buildResult(input: ResultInput): Result {
     seriesInstanceUIDs: [...input.seriesInstanceUIDs],
     model: { id: input.model.id, version: input.model.version, sha256: input.model.sha256 },
     order: { ...input.order },
-    phases: { ED: buildPhaseResult(input.phases.ED), ES: buildPhaseResult(input.phases.ES) },
+    phases: { ED: buildPhaseResult(input.phases.ED, input.classLogPrior), ES: buildPhaseResult(input.phases.ES, input.classLogPrior) },
     outputs: (input.outputs ?? []).map((o) => ({ ...o })),
     timings,
   };

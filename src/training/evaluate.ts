@@ -17,7 +17,7 @@
  * - macro (`average='macro'`, the paper's `auc_macro`): unweighted mean of the defined per-class AUCs.
  */
 
-import { argmaxLabels, decodeRange, LABELS, type SliceLabel } from '../inference/decode.js';
+import { argmaxLabels, decodeRange, LABELS, NO_PRIOR, type ClassLogPrior, type SliceLabel } from '../inference/decode.js';
 import { classificationMetrics, type Confusion, type StackPrediction } from './metrics.js';
 
 /**
@@ -133,13 +133,16 @@ export interface ModelEvaluation {
   rangeExact: { argmax: number; decoded: number };
 }
 
-/** Evaluates predicted stacks (truth and [pOAP, pIN, pOBS] rows, labelled slices apex → base). */
-export function evaluateModel(stacks: readonly StackPrediction[]): ModelEvaluation {
+/**
+ * Evaluates predicted stacks (truth and [pOAP, pIN, pOBS] rows, labelled slices apex → base); the decoded
+ * figures use the model's class log-prior `prior`.
+ */
+export function evaluateModel(stacks: readonly StackPrediction[], prior: ClassLogPrior = NO_PRIOR): ModelEvaluation {
   const truth = stacks.flatMap((s) => s.truth);
   const probs = stacks.flatMap((s) => s.probs);
   checkRows(truth, probs);
   const raw = classificationMetrics(stacks.map((s) => ({ truth: s.truth, pred: argmaxLabels(s.probs) })));
-  const dec = classificationMetrics(stacks.map((s) => ({ truth: s.truth, pred: s.probs.length ? decodeRange(s.probs).labels : [] })));
+  const dec = classificationMetrics(stacks.map((s) => ({ truth: s.truth, pred: s.probs.length ? decodeRange(s.probs, prior).labels : [] })));
   const auc = oneVsRestAuc(truth, probs);
   const support = {} as Record<SliceLabel, number>;
   const perClass = {} as Record<SliceLabel, ClassEvaluation>;

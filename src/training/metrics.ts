@@ -12,10 +12,11 @@
  * - range-exact rate: the fraction of stacks whose every slice is right (with range decoding: the decoded
  *   IN range is exactly the true one).
  * Each `StackMetrics` is computed twice: on the raw per-slice argmax (`argmax`) and after range decoding
- * (`decoded`, src/inference/decode.ts `decodeRange`).
+ * (`decoded`, src/inference/decode.ts `decodeRange`, with the class log-prior `priorFor` gives a stack; none
+ * by default).
  */
 
-import { argmaxLabels, decodeRange, LABELS, type SliceLabel } from '../inference/decode.js';
+import { argmaxLabels, decodeRange, LABELS, NO_PRIOR, type ClassLogPrior, type SliceLabel } from '../inference/decode.js';
 
 export type Confusion = number[][];
 
@@ -203,10 +204,15 @@ export function logLoss(stacks: readonly StackPrediction[]): number {
   return div(s, n);
 }
 
+/** The class log-prior to decode a stack with (e.g. by its fold, for a nested estimate). */
+export type PriorFor<S extends StackPrediction = StackPrediction> = (stack: S) => ClassLogPrior;
+
+const noPrior: PriorFor = () => NO_PRIOR;
+
 /** Argmax and range-decoded metrics of predicted stacks. */
-export function stackMetrics(stacks: readonly StackPrediction[]): StackMetrics {
+export function stackMetrics<S extends StackPrediction>(stacks: readonly S[], priorFor: PriorFor<S> = noPrior): StackMetrics {
   const raw = stacks.map((s) => ({ truth: s.truth, pred: argmaxLabels(s.probs) }));
-  const dec = stacks.map((s) => ({ truth: s.truth, pred: s.probs.length ? decodeRange(s.probs).labels : [] }));
+  const dec = stacks.map((s) => ({ truth: s.truth, pred: s.probs.length ? decodeRange(s.probs, priorFor(s)).labels : [] }));
   return {
     argmax: classificationMetrics(raw),
     decoded: { ...classificationMetrics(dec), boundary: boundaryErrors(dec) },
@@ -215,11 +221,11 @@ export function stackMetrics(stacks: readonly StackPrediction[]): StackMetrics {
 }
 
 /** Metrics over all stacks and separately for ED and ES (when present). */
-export function evaluatePredictions(stacks: readonly StackPrediction[]): EvaluationSummary {
-  const out: EvaluationSummary = { all: stackMetrics(stacks) };
+export function evaluatePredictions<S extends StackPrediction>(stacks: readonly S[], priorFor: PriorFor<S> = noPrior): EvaluationSummary {
+  const out: EvaluationSummary = { all: stackMetrics(stacks, priorFor) };
   for (const phase of ['ED', 'ES'] as const) {
     const sub = stacks.filter((s) => s.phase === phase);
-    if (sub.length) out[phase] = stackMetrics(sub);
+    if (sub.length) out[phase] = stackMetrics(sub, priorFor);
   }
   return out;
 }

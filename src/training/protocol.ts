@@ -68,6 +68,12 @@ const CommonFields = {
    * 'rangeExact' = the share of stacks whose range-decoded labels are all right (what a user of the IN range needs).
    */
   selectionMetric: z.enum(['balancedAccuracy', 'macroF1', 'accuracy', 'softAccuracy', 'logLoss', 'rangeExact']).default('balancedAccuracy'),
+  /**
+   * Range decoding's class log-prior (src/training/decoding-prior.ts): 'none' = plain maximum likelihood;
+   * 'fit' = fitted on the cross-validation's out-of-fold predictions and written to the card (`decoding`),
+   * its effect estimated by nested CV. Needs folds ≥ 3.
+   */
+  decodingPrior: z.enum(['none', 'fit']).default('none'),
   /** Prediction batch size for validation. */
   evalBatchSize: z.number().int().min(1).max(512).default(64),
   /** A progress line every N batches (default: about 10 per epoch). */

@@ -30,7 +30,7 @@ import { isMainThread, parentPort, Worker, workerData, type WorkerOptions } from
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { readBack, selectBackend, type BackendName, type BackendPreference } from '../inference/backend.js';
-import { argmaxLabels, decodeRange, LABELS } from '../inference/decode.js';
+import { LABELS } from '../inference/decode.js';
 import { loadModelDir, saveModelDir, type ModelCard, type ModelCardInput } from '../inference/model-dir.js';
 import { preprocessParamsFor, type PreprocessParams } from '../inference/preprocess.js';
 import { hashSeed } from '../phantom/prng.js';
@@ -45,6 +45,8 @@ import { applyDepth } from './models/freeze.js';
 import { loadImagenetWeights } from './models/imagenet-weights.js';
 import { buildTrainingModel, canonicalArchitecture, countMacs, countParams, isImagenetArchitecture, lastConvLayerName } from './models/index.js';
 import { recalibrateBatchNorm } from './precise-bn.js';
+import { cardDecoding, fitPriorOnCv, type CvDecodingPrior } from './decoding-prior.js';
+import { formatCvPredictions, type FoldStackPrediction } from './cv-predictions.js';
 import { applyGradients, batchTensors, KerasSgd, stepScheduleScale, trainableVariables, trainStep } from './step.js';
 import { ReplicaPool } from './replicas.js';
 import { spawnModuleWorker } from './worker-spawn.js';
@@ -300,6 +302,8 @@ export interface CardParts {
   evaluation: { method: string } & Record<string, unknown>;
   license: { data: string; citation: string };
   description?: string;
+  /** Range decoding settings (`cardDecoding`). */
+  decoding?: ModelCard['decoding'];
 }
 
 /** A model card for a model trained by this module. */
@@ -347,6 +351,7 @@ export function makeCard(p: CardParts): ModelCardInput {
   if (isImagenetArchitecture(p.protocol.architecture)) Object.assign(archOptions, { weights: p.protocol.weights, depth: effectiveDepth(p.protocol) });
   if (Object.keys(archOptions).length) card.architectureOptions = archOptions;
   if (p.description) card.description = p.description;
+  if (p.decoding) card.decoding = p.decoding;
   return card;
 }
 
@@ -818,6 +823,8 @@ export interface CvResult {
   perFold: CompactSummary[];
   /** Mean ± sd over folds of the main metrics at the selected epoch. */
   foldMean: Record<string, { mean: number; std: number; n: number }>;
+  /** Protocol `decodingPrior: 'fit'`: the class log-prior fitted on the out-of-fold predictions, with its nested estimate. */
+  decodingPrior?: CvDecodingPrior;
   jobs: JobResult[];
 }
 
@@ -867,7 +874,7 @@ function pickEpoch(jobs: JobResult[], metric: Protocol['selectionMetric']): CvRe
   return { metric: `${metric} (${scope}; mean over folds)`, orientation: metric === 'logLoss' ? 'min' : 'max', curve, epoch: best.epoch };
 }
 
-function oofPredictions(jobs: JobResult[], epoch: number): (StackPrediction & { fold: string; sourceSlices: number[] })[] {
+function oofPredictions(jobs: JobResult[], epoch: number): FoldStackPrediction[] {
   return jobs.flatMap((j) =>
     j.valStacks.map((s, i) => ({ subject: s.subject, phase: s.phase, truth: s.truth, probs: j.valProbs[epoch - 1][i], fold: j.name, sourceSlices: s.sourceSlices })),
   );
@@ -889,18 +896,6 @@ function foldMeans(perFold: CompactSummary[]): CvResult['foldMean'] {
   }
   add('logLoss', perFold.map((p) => p.logLoss));
   return out;
-}
-
-function csvPredictions(rows: ReturnType<typeof oofPredictions>): string {
-  const lines = ['fold,subject,phase,slice,apex_index,p_oap,p_in,p_obs,predicted,label,truth'];
-  for (const s of rows) {
-    const pred = argmaxLabels(s.probs);
-    const dec = decodeRange(s.probs).labels;
-    s.probs.forEach((p, i) => {
-      lines.push([s.fold, s.subject, s.phase, s.sourceSlices[i], i, p[0].toFixed(6), p[1].toFixed(6), p[2].toFixed(6), pred[i], dec[i], s.truth[i]].join(','));
-    });
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 function pct(x: number | undefined): string {
@@ -948,14 +943,30 @@ export function renderReport(p: {
     for (const scope of ['ED', 'ES', 'all'] as const) {
       const s = cv.pooled[scope];
       if (!s) continue;
-      for (const kind of ['argmax', 'decoded'] as const) {
-        const m = s[kind];
+      const rows: [string, StackMetrics['argmax']][] = [
+        ['argmax', s.argmax],
+        ['decoded', s.decoded],
+      ];
+      const withPrior = cv.decodingPrior?.nested[scope];
+      if (withPrior) rows.push(['decoded + prior (nested)', withPrior.decoded]);
+      for (const [kind, m] of rows) {
         L.push(
           `| ${scope === 'all' ? 'ED+ES' : scope} | ${kind} | ${m.n} | ${pct(m.accuracy)} | ${pct(m.balancedAccuracy)} | ${pct(m.softAccuracy)} | ` +
             `${pct(m.perClass.OAP.f1)} | ${pct(m.perClass.IN.f1)} | ${pct(m.perClass.OBS.f1)} | ${pct(m.perClass.OAP.recall)} | ${pct(m.perClass.OBS.recall)} | ` +
             `${pct(m.macroF1)} | ${pct(m.rangeExact)} (${m.stacks} stacks) |`,
         );
       }
+    }
+    if (cv.decodingPrior) {
+      const d = cv.decodingPrior;
+      const fmt = (p: readonly number[]) => `[${p.join(', ')}]`;
+      L.push(
+        '',
+        `"decoded + prior (nested)": range decoding with a class log-prior [OAP, IN, OBS] added to the log-probabilities, each fold decoded ` +
+          `with the prior fitted on the other folds' out-of-fold predictions (${Object.entries(d.perFold).map(([f, p]) => `${f} ${fmt(p)}`).join('; ')}). ` +
+          `Fitted on all of them, for the final model: **${fmt(d.prior)}** (range exact on those stacks ${pct(d.fit.fitted.exactStacks / d.fit.fitted.stacks)} % ` +
+          `vs ${pct(d.fit.none.exactStacks / d.fit.none.stacks)} % without a prior).`,
+      );
     }
     const b = cv.pooled.all.decoded.boundary;
     L.push('', `Decoded range ends (ED+ES): first IN slice exact ${pct(b.firstExact)} %, mean error ${b.firstAbsError.toFixed(2)} slices; last IN slice exact ${pct(b.lastExact)} %, mean error ${b.lastAbsError.toFixed(2)} slices.`, '');
@@ -993,6 +1004,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
   if (P.heldOutTest !== 'none' && !grid) throw new ProtocolError(`protocol ${P.name}: heldOutTest '${P.heldOutTest}' needs the grid runner (a grid protocol: docs/training.md), not a single run`);
   if (P.weights === 'imagenet' && !isImagenetArchitecture(P.architecture)) throw new ProtocolError(`protocol ${P.name}: '${P.architecture}' has no ImageNet weights`);
   if (P.folds === 1 && !P.finalModel) throw new ProtocolError(`protocol ${P.name}: folds = 1 and finalModel = false leaves nothing to train`);
+  if (P.folds === 1 && P.decodingPrior === 'fit') throw new ProtocolError(`protocol ${P.name}: decodingPrior 'fit' needs cross-validation (folds ≥ 2): it is fitted on out-of-fold predictions`);
   const out = resolve(opts.out);
   const log = opts.logger;
   const ckDir = join(out, 'checkpoints');
@@ -1097,7 +1109,11 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
         compactSummary(evaluatePredictions(j.valStacks.map((s, i) => ({ subject: s.subject, phase: s.phase, truth: s.truth, probs: j.valProbs[selectedEpoch - 1][i] })))),
       );
       cv = { folds: P.folds, split, selection, pooled, perFold, foldMean: foldMeans(perFold), jobs: results };
-      await writeFile(join(out, 'cv-predictions.csv'), csvPredictions(oof));
+      if (P.decodingPrior === 'fit') {
+        cv.decodingPrior = fitPriorOnCv(oof);
+        log?.info({ classLogPrior: cv.decodingPrior.prior, perFold: cv.decodingPrior.perFold, nestedRangeExact: round(cv.decodingPrior.nested.all.decoded.rangeExact, 4) }, 'decoding prior fitted');
+      }
+      await writeFile(join(out, 'cv-predictions.csv'), formatCvPredictions(oof));
       await writeJsonAtomic(join(out, 'cv.json'), {
         schema: 'sax-range/cv@1',
         protocol: P,
@@ -1108,7 +1124,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
         versions: versions(),
         folds: results.map((j, i) => ({ fold: i + 1, val: split[i], trainSubjects: j.trainSubjects, samplesPerEpoch: j.samplesPerEpoch, seconds: j.seconds, bestEpoch: j.bestEpoch, epochs: j.records })),
         selection,
-        atSelectedEpoch: { pooled, perFold, foldMean: cv.foldMean },
+        atSelectedEpoch: { pooled, perFold, foldMean: cv.foldMean, ...(cv.decodingPrior ? { decodingPrior: cv.decodingPrior } : {}) },
         createdAt: new Date().toISOString(),
       });
       log?.info({ selectedEpoch, metric: selection.metric, pooled: compactSummary(pooled).all }, 'cross-validation done');
@@ -1144,6 +1160,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
             selectedEpoch,
             selection: { metric: cv.selection.metric, curve: cv.selection.curve },
             pooled: cv.pooled,
+            ...(cv.decodingPrior ? { pooledWithPrior: cv.decodingPrior.nested } : {}),
             foldMean: cv.foldMean,
           };
           method =
@@ -1174,6 +1191,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<TrainingRun
             evaluation: { method, selectionMetric: P.selectionMetric, folds: P.folds },
             license,
             description: `${isImagenetArchitecture(P.architecture) ? canonicalArchitecture(P.architecture) : 'CBR'} slice classifier (OAP/IN/OBS) after Ho & Kim, Sci Rep 11:1839 (2021), protocol ${P.name}`,
+            ...(cv?.decodingPrior ? { decoding: cardDecoding(cv.decodingPrior, `out-of-fold predictions of this run's ${cv.folds}-fold cross-validation`, cv.pooled) } : {}),
           }),
         );
       } finally {

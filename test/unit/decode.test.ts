@@ -131,6 +131,44 @@ describe('decodeRange', () => {
     expect(compared).toBeGreaterThan(400);
   });
 
+  it('adds the class log-prior to every slice before decoding; logLikelihood stays the plain sum', () => {
+    // Slice 0 is weakly OAP: plain decoding cuts it off, a prior of −1 on OAP keeps it IN.
+    const probs = [[0.6, 0.4, 0], IN, IN, [0, 0.45, 0.55]];
+    expect(decodeRange(probs).labels).toEqual(['OAP', 'IN', 'IN', 'OBS']);
+    const d = decodeRange(probs, [-1, 0, -1]);
+    expect(d.labels).toEqual(['IN', 'IN', 'IN', 'IN']);
+    expect(d.logLikelihood).toBeCloseTo(labellingLogLikelihood(probs, d.labels), 12);
+    expect(d.score).toBeCloseTo(d.logLikelihood, 12); // no OAP/OBS slice, so no prior term
+    // A strong OAP slice survives the same prior, and the score counts its −1.
+    const strong = decodeRange([[0.99, 0.01, 0], IN, IN], [-1, 0, -1]);
+    expect(strong.labels).toEqual(['OAP', 'IN', 'IN']);
+    expect(strong.score).toBeCloseTo(strong.logLikelihood - 1, 12);
+    // A positive IN term favours IN the same way as negative OAP/OBS terms.
+    expect(decodeRange(probs, [0, 1, 0]).labels).toEqual(['IN', 'IN', 'IN', 'IN']);
+    expect(() => decodeRange(probs, [Number.NaN, 0, 0])).toThrow(/class log-prior/);
+    expect(() => decodeRange(probs, [0, 0] as unknown as [number, number, number])).toThrow(/class log-prior/);
+  });
+
+  it('with a prior equals the brute-force optimum of Σ (log p + prior)', () => {
+    const rand = rng(777);
+    for (let trial = 0; trial < 200; trial++) {
+      const n = 1 + Math.floor(rand() * 7);
+      const probs = Array.from({ length: n }, () => {
+        const raw = [0, 1, 2].map(() => -Math.log(1 - rand()));
+        const s = raw.reduce((a, b) => a + b, 0);
+        return raw.map((v) => v / s);
+      });
+      const prior: [number, number, number] = [-3 * rand(), rand() - 0.5, -3 * rand()];
+      let best = Number.NEGATIVE_INFINITY;
+      for (const [f, l] of ranges(n)) {
+        const labels = labelsOf(n, f, l);
+        const score = labellingLogLikelihood(probs, labels) + labels.reduce((a, x) => a + prior[LABELS.indexOf(x)], 0);
+        best = Math.max(best, score);
+      }
+      expect(decodeRange(probs, prior).score).toBeCloseTo(best, 9);
+    }
+  });
+
   it('rejects empty stacks and malformed rows', () => {
     expect(() => decodeRange([])).toThrow(RangeError);
     expect(() => decodeRange([[0.5, 0.5]])).toThrow(RangeError);
@@ -157,6 +195,16 @@ describe('chooseOrientation', () => {
   it('cross-checks the geometry and reports disagreement', () => {
     expect(chooseOrientation(apexLast, 'apex-last')).toMatchObject({ order: 'apex-last', geometryOrder: 'apex-last', agreesWithGeometry: true });
     expect(chooseOrientation(apexLast, 'apex-first')).toMatchObject({ order: 'apex-last', geometryOrder: 'apex-first', agreesWithGeometry: false });
+  });
+
+  it('compares the orders by decoding score under the prior', () => {
+    const probs = [[0.6, 0.4, 0], IN, IN, IN];
+    const plain = chooseOrientation(probs);
+    const withPrior = chooseOrientation(probs, undefined, [-1, 0, -1]);
+    expect(plain.margin).toBeGreaterThan(0);
+    // Under the prior both orders decode to all IN: same score, no preference.
+    expect(withPrior.margin).toBeCloseTo(0, 12);
+    expect(withPrior.decodings['apex-first'].score).toBeCloseTo(withPrior.decodings['apex-last'].score, 12);
   });
 
   it('follows the geometry when the likelihood cannot tell (margin 0)', () => {

@@ -10,6 +10,8 @@ import { preprocessParamsFor, type PreprocessParams } from '../../src/inference/
 import { loadPhantom, prepareStacks } from '../../src/training/data/index.js';
 import { loadProtocol, loadProtocolFile, parseProtocol, type Protocol } from '../../src/training/protocol.js';
 import { formatDuration, TrainingProgress } from '../../src/training/progress.js';
+import { parseCvPredictions } from '../../src/training/cv-predictions.js';
+import { fitPriorOnCv } from '../../src/training/decoding-prior.js';
 import { stepScheduleScale } from '../../src/training/step.js';
 import {
   categoricalCrossentropy,
@@ -151,7 +153,8 @@ describe('end-to-end training on phantom:6:1 (WASM)', () => {
   it('CV + final model: loss decreases, model dir loads, card validates, metrics and reports present', async () => {
     const out = join(root, 'e2e');
     const lines: string[] = [];
-    const r = await runTraining({ protocol: CI, dataset: 'phantom:6:1', out, backend: 'wasm', progress: (l) => lines.push(l), phantomRows: 128 });
+    const withPrior: Protocol = { ...CI, decodingPrior: 'fit' };
+    const r = await runTraining({ protocol: withPrior, dataset: 'phantom:6:1', out, backend: 'wasm', progress: (l) => lines.push(l), phantomRows: 128 });
     expect(r.backend).toBe('wasm');
     expect(r.subjects).toBe(6);
     expect(r.cv?.folds).toBe(2);
@@ -181,6 +184,11 @@ describe('end-to-end training on phantom:6:1 (WASM)', () => {
     const csv = (await readFile(join(out, 'cv-predictions.csv'), 'utf8')).trim().split('\n');
     expect(csv[0]).toBe('fold,subject,phase,slice,apex_index,p_oap,p_in,p_obs,predicted,label,truth');
     expect(csv.length - 1).toBe(cv.atSelectedEpoch.pooled.all.argmax.n);
+    // decodingPrior 'fit': the prior fitted on the CSV's out-of-fold predictions is the card's, with its nested estimate.
+    const oof = parseCvPredictions(csv.join('\n'));
+    const refit = fitPriorOnCv(oof);
+    expect(cv.atSelectedEpoch.decodingPrior.prior).toEqual([...refit.prior]);
+    expect(report).toMatch(/\| ED \| decoded \+ prior \(nested\) \|/);
     expect(lines.some((l) => /ETA/.test(l))).toBe(true);
 
     const { model, card } = await loadModelDir(join(out, 'model'));
@@ -192,6 +200,9 @@ describe('end-to-end training on phantom:6:1 (WASM)', () => {
     expect(card.training.subjects).toBe(6);
     expect(card.evaluation.method).toMatch(/2-fold patient-level cross-validation/);
     expect((card.metrics.cv as { pooled: { ED: unknown; ES: unknown } }).pooled.ES).toBeTruthy();
+    expect(card.decoding?.classLogPrior).toEqual(cv.atSelectedEpoch.decodingPrior.prior);
+    expect(card.decoding?.fittedOn).toMatch(/out-of-fold predictions of this run's 2-fold cross-validation/);
+    expect((card.metrics.cv as { pooledWithPrior?: { ES?: unknown } }).pooledWithPrior?.ES).toBeTruthy();
     const held = prepareStacks(loadPhantom(1, 99, { rows: 96 })[0].stacks, card.preprocessing.clip);
     const preds = await predictPreparedStacks(model, held, card.preprocessing as PreprocessParams, 7);
     expect(preds.map((p) => p.phase)).toEqual(['ED', 'ES']);
@@ -202,8 +213,8 @@ describe('end-to-end training on phantom:6:1 (WASM)', () => {
     model.dispose();
 
     // Existing checkpoints: refused without resume; with resume every job is reused.
-    await expect(runTraining({ protocol: CI, dataset: 'phantom:6:1', out, backend: 'wasm', progress: false, phantomRows: 128 })).rejects.toThrow(/--resume/);
-    const again = await runTraining({ protocol: CI, dataset: 'phantom:6:1', out, backend: 'wasm', progress: false, phantomRows: 128, resume: true });
+    await expect(runTraining({ protocol: withPrior, dataset: 'phantom:6:1', out, backend: 'wasm', progress: false, phantomRows: 128 })).rejects.toThrow(/--resume/);
+    const again = await runTraining({ protocol: withPrior, dataset: 'phantom:6:1', out, backend: 'wasm', progress: false, phantomRows: 128, resume: true });
     expect(again.selectedEpoch).toBe(r.selectedEpoch);
     expect(again.durationSeconds).toBeLessThan(r.durationSeconds);
   }, 120_000);
@@ -218,6 +229,9 @@ describe('end-to-end training on phantom:6:1 (WASM)', () => {
     expect(r.card?.license.data).toMatch(/synthetic/);
     await expect(runTraining({ protocol: { ...CI, folds: 1, finalModel: false }, dataset: 'phantom:2:4', out: join(root, 'x'), progress: false })).rejects.toThrow(
       /nothing to train/,
+    );
+    await expect(runTraining({ protocol: { ...CI, folds: 1, decodingPrior: 'fit' }, dataset: 'phantom:2:4', out: join(root, 'y'), progress: false })).rejects.toThrow(
+      /decodingPrior 'fit' needs cross-validation/,
     );
   }, 60_000);
 
