@@ -8,7 +8,7 @@ import { predictionRows, PREDICT_CSV_HEADER } from '../../src/commands/predict.j
 import { selectBackend } from '../../src/inference/backend.js';
 import { saveModelDir } from '../../src/inference/model-dir.js';
 import { createLogger } from '../../src/log.js';
-import { batchRanges, ClassifierCardError, SliceClassifier, weightsSha256, type CamOptions, type ClassifierCard } from '../../src/inference/classifier.js';
+import { batchRanges, classLogPriorOf, ClassifierCardError, SliceClassifier, weightsSha256, type CamOptions, type ClassifierCard } from '../../src/inference/classifier.js';
 import { classifyStack, type StackClassifier } from '../../src/inference/classify-stack.js';
 import { ClassifierPool } from '../../src/inference/pool.js';
 import { parseResult } from '../../src/inference/result.js';
@@ -380,13 +380,16 @@ describe('ClassifierPool', () => {
     const images = stack(7, 40, 52, 8);
     // 2.5D: the chunk edges (slices 3 | 4) need the other chunk's slice as context.
     for (const mode of ['2.5d'] as const) {
-      const c = card({}, mode);
+      const c = { ...card({}, mode), decoding: { classLogPrior: [-2, 0, -1.5] as const } };
       const local = await SliceClassifier.fromModel(model, c, { warmup: false });
       const want = await local.classifyWithCam(images, 40, 52);
       const pool = await ClassifierPool.create({ model, card: c }, { threads: 2, batchSize: 3 });
       try {
         expect(pool.threads).toBe(2);
         expect(pool.modelRef).toEqual(local.modelRef);
+        // The card's decoding prior reaches the pipeline through the pool as it does in-process.
+        expect(classLogPriorOf(pool.card)).toEqual([-2, 0, -1.5]);
+        expect(classLogPriorOf(local.card)).toEqual([-2, 0, -1.5]);
         const got = await pool.classifyWithCam(images, 40, 52);
         expect(got.camClasses).toEqual(want.camClasses);
         got.probabilities.forEach((row, i) => row.forEach((p, k) => expect(p).toBeCloseTo(want.probabilities[i][k], 5)));
