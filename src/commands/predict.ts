@@ -137,7 +137,7 @@ export async function runPredict(opts: RunPredictOptions): Promise<PredictSummar
         await file.write(`${lines.join('\n')}\n`);
         summary.stacks++;
         summary.rows += lines.length;
-        const o = chooseOrientation(probs, 'apex-first', prior);
+        const o = chooseOrientation(probs, 'apex-first');
         if (o.agreesWithGeometry === false) summary.orderDisagreements.push(`${id} ${phase} (margin ${o.margin.toFixed(2)})`);
       }
       logger.debug({ subject: id }, 'subject predicted');

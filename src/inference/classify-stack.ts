@@ -15,7 +15,7 @@ import { angleDeg, APEX_DIRECTION } from '../stack/geometry.js';
 import { apexToBase } from '../stack/index.js';
 import type { CineStack } from '../stack/types.js';
 import { classLogPriorOf, type CamClassification, type CamOptions, type ClassifierCard } from './classifier.js';
-import { chooseOrientation, type ClassLogPrior } from './decode.js';
+import { chooseOrientation } from './decode.js';
 import type { PreprocessParams } from './preprocess.js';
 import { buildResult, type ModelRef, type OrderInfo, type OutputRef, type PhaseKey, type Result } from './result.js';
 
@@ -65,10 +65,10 @@ export interface StackClassification {
 
 const PHASES: readonly PhaseKey[] = ['ED', 'ES'];
 
-/** Decoding score of the order as given − that of the reversed order, for one phase (under the model's prior). */
-function orderLogRatio(probs: number[][], prior: ClassLogPrior): number {
-  const o = chooseOrientation(probs, 'apex-first', prior);
-  return o.decodings['apex-first'].score - o.decodings['apex-last'].score;
+/** log L(order as given) − log L(reversed), of the range decoding of one phase (plain likelihood: `chooseOrientation`). */
+function orderLogRatio(probs: number[][]): number {
+  const o = chooseOrientation(probs, 'apex-first');
+  return o.decodings['apex-first'].logLikelihood - o.decodings['apex-last'].logLikelihood;
 }
 
 function round(x: number, digits: number): number {
@@ -128,8 +128,7 @@ export async function classifyStack(
   for (const p of PHASES) out.set(p, await run(p));
 
   // 3. Cross-check the apex end by the decoding likelihood of both orders, summed over ED and ES.
-  const prior = classLogPriorOf(classifier.card);
-  const ratio = PHASES.reduce((a, p) => a + orderLogRatio(out.get(p)!.probabilities, prior), 0);
+  const ratio = PHASES.reduce((a, p) => a + orderLogRatio(out.get(p)!.probabilities), 0);
   const margin = Math.abs(ratio);
   const geometryAgrees = ratio >= 0;
   const useLikelihood = geometry.ambiguous && ratio !== 0;
@@ -187,7 +186,7 @@ export async function classifyStack(
     stackId: stack.stackId,
     seriesInstanceUIDs: stack.seriesInstanceUIDs,
     model: classifier.modelRef,
-    classLogPrior: prior,
+    classLogPrior: classLogPriorOf(classifier.card),
     order: orderInfo,
     phases: { ED: phaseInput('ED'), ES: phaseInput('ES') },
     outputs: opts.outputs ?? [],

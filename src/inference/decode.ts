@@ -43,7 +43,7 @@ export type FileOrder = 'apex-first' | 'apex-last';
 export interface OrientationChoice {
   /** The order the decoding likelihood prefers (on an exact tie: `geometryOrder` if given, else apex-first). */
   order: FileOrder;
-  /** score(order) − score(other order), ≥ 0 (log-likelihoods when no prior is given). Near 0 the likelihood says little about the orientation. */
+  /** log L(order) − log L(other order), ≥ 0. Near 0 the likelihood says little about the orientation. */
   margin: number;
   /**
    * Decoding of each order, each in its own apex → base order: 'apex-first' indexes the slices as given,
@@ -162,17 +162,14 @@ export function labellingLogLikelihood(probs: readonly (readonly number[])[], la
 
 /**
  * Decodes the stack in both orders — as given (apex-first) and reversed (apex-last) — and returns the more
- * likely one (by decoding score, under the same prior) with the margin, so that the caller can cross-check
- * the geometry's apex end.
+ * likely one with the log-likelihood margin, so that the caller can cross-check the geometry's apex end.
+ * Plain maximum likelihood, never a class prior: a prior that asks for more evidence before calling OAP/OBS
+ * would also hide the weak evidence that tells the two ends apart.
  */
-export function chooseOrientation(
-  probsInFileOrder: readonly (readonly number[])[],
-  geometryOrder?: FileOrder,
-  prior: ClassLogPrior = NO_PRIOR,
-): OrientationChoice {
-  const forward = decodeRange(probsInFileOrder, prior);
-  const reverse = decodeRange([...probsInFileOrder].reverse(), prior);
-  const diff = forward.score - reverse.score;
+export function chooseOrientation(probsInFileOrder: readonly (readonly number[])[], geometryOrder?: FileOrder): OrientationChoice {
+  const forward = decodeRange(probsInFileOrder);
+  const reverse = decodeRange([...probsInFileOrder].reverse());
+  const diff = forward.logLikelihood - reverse.logLikelihood;
   let order: FileOrder;
   if (diff > 0) order = 'apex-first';
   else if (diff < 0) order = 'apex-last';

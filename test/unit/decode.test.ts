@@ -197,16 +197,6 @@ describe('chooseOrientation', () => {
     expect(chooseOrientation(apexLast, 'apex-first')).toMatchObject({ order: 'apex-last', geometryOrder: 'apex-first', agreesWithGeometry: false });
   });
 
-  it('compares the orders by decoding score under the prior', () => {
-    const probs = [[0.6, 0.4, 0], IN, IN, IN];
-    const plain = chooseOrientation(probs);
-    const withPrior = chooseOrientation(probs, undefined, [-1, 0, -1]);
-    expect(plain.margin).toBeGreaterThan(0);
-    // Under the prior both orders decode to all IN: same score, no preference.
-    expect(withPrior.margin).toBeCloseTo(0, 12);
-    expect(withPrior.decodings['apex-first'].score).toBeCloseTo(withPrior.decodings['apex-last'].score, 12);
-  });
-
   it('follows the geometry when the likelihood cannot tell (margin 0)', () => {
     const flat = [IN, IN, IN];
     expect(chooseOrientation(flat, 'apex-last')).toMatchObject({ order: 'apex-last', margin: 0, agreesWithGeometry: true });
