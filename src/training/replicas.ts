@@ -23,8 +23,9 @@ import type { PlanItem, PreparedStack } from './data/samples.js';
 import { installFastBatchNormGradient } from './models/batchnorm-gradient.js';
 import { buildTrainingModel } from './models/index.js';
 import type { Protocol } from './protocol.js';
-import { batchGradients, batchTensors, flattenVariables, trainableVariables, type BatchGradients } from './step.js';
+import { batchGradients, batchTensors, flattenVariables, seedDropout, trainableVariables, type BatchGradients } from './step.js';
 import { spawnModuleWorker } from './worker-spawn.js';
+import { hashSeed } from '../phantom/prng.js';
 
 const REPLICA_MARK = 'saxRangeReplicaWorker';
 
@@ -38,7 +39,7 @@ interface ReplicaInit {
 
 type ToReplica =
   | { type: 'job'; train: string[]; weights: Float32Array }
-  | { type: 'step'; items: PlanItem[]; weights: Float32Array };
+  | { type: 'step'; items: PlanItem[]; weights: Float32Array; dropoutSeed: number };
 
 type FromReplica =
   | { type: 'ready' }
@@ -149,11 +150,15 @@ export class ReplicaPool {
     vars: tf.Variable[],
     items: readonly PlanItem[],
     batchFor: (items: readonly PlanItem[]) => { x: tf.Tensor4D; y: tf.Tensor2D },
+    dropoutSeed = 0,
   ): Promise<{ grads: tf.Tensor[]; loss: number; correct: number }> {
     const shards = shardItems(items, this.replicas);
     const weights = shards.length > 1 ? await flattenVariables(vars) : undefined;
-    const remote = this.roundTrip(this.workers.map((_, i) => (shards[i + 1] ? { type: 'step', items: shards[i + 1]!, weights: weights! } : undefined)));
+    const remote = this.roundTrip(
+      this.workers.map((_, i) => (shards[i + 1] ? { type: 'step', items: shards[i + 1]!, weights: weights!, dropoutSeed: hashSeed(dropoutSeed, i + 1) } : undefined)),
+    );
     remote.catch(() => {});
+    seedDropout(model, hashSeed(dropoutSeed, 0));
     const { x, y } = batchFor(shards[0]!);
     let own: BatchGradients;
     try {
@@ -228,6 +233,7 @@ async function replicaMain(): Promise<void> {
           return;
         }
         assignFlat(vars, m.weights);
+        seedDropout(model, m.dropoutSeed);
         const { x, y } = batchTensors(train, m.items, init.params);
         try {
           const r = await batchGradients(model, vars, x, y);

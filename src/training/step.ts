@@ -152,6 +152,29 @@ export async function trainStep(model: tf.LayersModel, opt: KerasSgd, x: tf.Tens
   return { loss: r.loss, correct: r.correct };
 }
 
+/**
+ * Seeds every Dropout layer of `model` (nested models too) for the next training forward pass. tf.layers'
+ * Dropout draws its mask from Math.random unless the layer has a seed, and a fixed seed would draw the same
+ * mask at every step: the trainer sets a new seed before each step, derived from the job's seed, the epoch,
+ * the batch and the shard, so that a run repeats exactly on the same backend. Returns the layers seeded.
+ */
+export function seedDropout(model: tf.LayersModel, seed: number): number {
+  const s = seed >>> 0 || 1; // tfjs turns the seed into a string; keep it a positive integer
+  let n = 0;
+  const visit = (layers: readonly tf.layers.Layer[]) => {
+    for (const layer of layers) {
+      if (layer.getClassName() === 'Dropout') {
+        (layer as unknown as { seed?: number }).seed = s;
+        n++;
+      }
+      const inner = (layer as unknown as { layers?: tf.layers.Layer[] }).layers;
+      if (Array.isArray(inner)) visit(inner);
+    }
+  };
+  visit(model.layers);
+  return n;
+}
+
 /** Applies gradients given in the order of `opt.variables` and disposes them. */
 export function applyGradients(opt: KerasSgd, grads: readonly tf.Tensor[]): void {
   const named: tf.NamedTensorMap = {};

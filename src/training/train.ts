@@ -47,7 +47,7 @@ import { buildTrainingModel, canonicalArchitecture, countMacs, countParams, isIm
 import { recalibrateBatchNorm } from './precise-bn.js';
 import { cardDecoding, fitPriorOnCv, type CvDecodingPrior } from './decoding-prior.js';
 import { formatCvPredictions, type FoldStackPrediction } from './cv-predictions.js';
-import { applyGradients, batchTensors, KerasSgd, stepScheduleScale, trainableVariables, trainStep } from './step.js';
+import { applyGradients, batchTensors, KerasSgd, seedDropout, stepScheduleScale, trainableVariables, trainStep } from './step.js';
 import { ReplicaPool } from './replicas.js';
 import { spawnModuleWorker } from './worker-spawn.js';
 import { effectiveDepth, loadProtocol, parseProtocol, ProtocolError, type Protocol } from './protocol.js';
@@ -444,12 +444,14 @@ export async function trainJob(job: JobSpec, ctx: JobContext): Promise<JobResult
         const items = plan.slice(b * P.batchSize, (b + 1) * P.batchSize);
         const lr = opt.currentLearningRate();
         let r: { loss: number; correct: number };
+        const dropoutSeed = hashSeed(job.seed, 0x64726f70, epoch, b);
         try {
           if (replicas) {
-            const g = await replicas.gradients(model, opt.variables, items, batchFor);
+            const g = await replicas.gradients(model, opt.variables, items, batchFor, dropoutSeed);
             applyGradients(opt, g.grads);
             r = g;
           } else {
+            seedDropout(model, dropoutSeed);
             const { x, y } = batchFor(items);
             try {
               r = await trainStep(model, opt, x, y);

@@ -147,5 +147,8 @@ describe('data-parallel replicas (worker threads)', () => {
     expect(final.result.records).toHaveLength(1);
     expect(final.result.records[0].trainLoss).toBeGreaterThan(0);
     expect(Number.isFinite(final.result.records[0].trainLoss)).toBe(true);
+    // Repeatable: every helper's dropout mask is seeded per step and shard, so a second run gives the same weights.
+    const again = await runTraining({ protocol: { ...P, headDropout: undefined }, dataset: 'phantom:3:2', out: join(root, 'run-again'), backend: 'wasm', progress: false, phantomRows: 96 });
+    expect(again.card?.sha256).toBe(r.card?.sha256);
   }, 120_000);
 });

@@ -12,7 +12,8 @@ import { loadProtocol, loadProtocolFile, parseProtocol, type Protocol } from '..
 import { formatDuration, TrainingProgress } from '../../src/training/progress.js';
 import { parseCvPredictions } from '../../src/training/cv-predictions.js';
 import { fitPriorOnCv } from '../../src/training/decoding-prior.js';
-import { stepScheduleScale } from '../../src/training/step.js';
+import { seedDropout, stepScheduleScale } from '../../src/training/step.js';
+import { buildTrainingModel } from '../../src/training/models/index.js';
 import {
   categoricalCrossentropy,
   KerasSgd,
@@ -218,6 +219,32 @@ describe('end-to-end training on phantom:6:1 (WASM)', () => {
     expect(again.selectedEpoch).toBe(r.selectedEpoch);
     expect(again.durationSeconds).toBeLessThan(r.durationSeconds);
   }, 120_000);
+
+  it('repeats exactly: the same protocol and data give the same weights, run after run (dropout seeded per step)', async () => {
+    const P: Protocol = { ...CI, folds: 1, epochs: 2 };
+    const run = (dir: string) => runTraining({ protocol: P, dataset: 'phantom:2:4', out: join(root, dir), backend: 'wasm', progress: false, phantomRows: 96 });
+    const a = await run('repeat-a');
+    const b = await run('repeat-b');
+    expect(a.card?.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(b.card?.sha256).toBe(a.card?.sha256);
+  }, 60_000);
+
+  it('seedDropout: one mask per seed in training, none at inference', () => {
+    const model = buildTrainingModel({ ...CI, inputSize: 32 }, 3);
+    const x = tf.randomUniform([4, 32, 32, 3], 0, 255, 'float32', 5);
+    const out = (seed: number) => {
+      expect(seedDropout(model, seed)).toBe(1); // the head's one Dropout layer
+      return tf.tidy(() => (model.apply(x, { training: true }) as tf.Tensor).dataSync().slice());
+    };
+    const a = out(11);
+    expect(out(11)).toEqual(a);
+    expect(out(12)).not.toEqual(a);
+    const p1 = tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync().slice());
+    seedDropout(model, 13);
+    expect(tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync().slice())).toEqual(p1);
+    x.dispose();
+    model.dispose();
+  });
 
   it('folds = 1: final model only, card says it was not evaluated', async () => {
     const out = join(root, 'nocv');
