@@ -14,7 +14,7 @@ import { readFile, rename, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MODEL_CARD, parseModelCard, readModelCard, type ModelCard } from '../inference/model-dir.js';
 import { parseCvPredictions } from '../training/cv-predictions.js';
-import { cardDecoding, fitPriorOnCv, type CvDecodingPrior } from '../training/decoding-prior.js';
+import { cardDecoding, decodedRates, fitPriorOnCv, type CvDecodingPrior } from '../training/decoding-prior.js';
 import { evaluatePredictions, type EvaluationSummary } from '../training/metrics.js';
 
 export interface FitDecodingOptions {
@@ -41,16 +41,12 @@ export interface FitDecodingSummary {
 }
 
 function compare(without: EvaluationSummary, withPrior: EvaluationSummary, key: 'rangeExact' | 'accuracy') {
+  const a = decodedRates(without);
+  const b = decodedRates(withPrior);
   const out: Record<string, { withoutPrior: number; withPrior: number }> = {};
-  for (const scope of ['all', 'ED', 'ES'] as const) {
-    const a = without[scope];
-    const b = withPrior[scope];
-    if (a && b) out[scope] = { withoutPrior: round4(a.decoded[key]), withPrior: round4(b.decoded[key]) };
-  }
+  for (const scope of Object.keys(b)) if (a[scope]) out[scope] = { withoutPrior: a[scope][key], withPrior: b[scope][key] };
   return out;
 }
-
-const round4 = (x: number) => Math.round(x * 1e4) / 1e4;
 
 /** The card with the prior in `decoding`, the nested estimate in `metrics.cv.pooledWithPrior`, and a new version. */
 export function cardWithPrior(card: ModelCard, cv: CvDecodingPrior, withoutPrior: EvaluationSummary, fittedOn: string, today = new Date()): ModelCard {

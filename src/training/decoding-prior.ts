@@ -130,7 +130,8 @@ export function fitPriorOnCv<S extends StackPrediction & { fold: string }>(oof: 
   return { prior: fit.prior, fit, perFold, nested: evaluatePredictions(oof, (s) => fits.get(s.fold)!.prior), grid };
 }
 
-function rates(s: EvaluationSummary): Record<string, { rangeExact: number; accuracy: number; stacks: number }> {
+/** Range-decoded range-exact rate and accuracy (4 decimals) per scope (all, ED, ES) of a summary. */
+export function decodedRates(s: EvaluationSummary): Record<string, { rangeExact: number; accuracy: number; stacks: number }> {
   const r = (m: EvaluationSummary['all']['decoded']) => ({ rangeExact: round4(m.rangeExact), accuracy: round4(m.accuracy), stacks: m.stacks });
   const out: Record<string, { rangeExact: number; accuracy: number; stacks: number }> = { all: r(s.all.decoded) };
   if (s.ED) out.ED = r(s.ED.decoded);
@@ -150,6 +151,6 @@ export function cardDecoding(cv: CvDecodingPrior, fittedOn: string, withoutPrior
       `grid ${cv.grid.min}…${cv.grid.max} step ${cv.grid.step} to maximise the range-exact rate (ties: more slices right, then the prior nearest 0). ` +
       `estimate: nested cross-validation, each fold decoded with the prior fitted on the other folds`,
     perFold: cv.perFold,
-    estimate: { withPrior: rates(cv.nested), withoutPrior: rates(withoutPrior) },
+    estimate: { withPrior: decodedRates(cv.nested), withoutPrior: decodedRates(withoutPrior) },
   };
 }
