@@ -2,13 +2,16 @@
  * Ingest benchmark: storescu (TCP_NODELAY=1, one association) sends the same N synthetic MR instances
  * (256×256, 16 bits, ≈131 KB each, Explicit VR LE; own generator, test/helpers/dcmtk.ts) to
  *   - storescp:      `storescp -od DIR -pdu 65536 -dhl PORT` storing to disk (no fsync)
- *   - ours:          DicomReceiver in a child process (bench/ingest-receiver.ts, compiled with tsc), real Spool
- *                    (fsync file + rename + fsync directory per instance, before Success)
- *   - ours-nofsync:  the same receiver with a bench-only spool that skips both fsyncs (what storescp does)
+ *   - ours:          DicomReceiver in a child process (bench/ingest-receiver.ts, compiled with tsc), the service's
+ *                    Spool with its journal (one sync of a preallocated journal file per commit, group commit)
+ *   - ours-classic:  the same without the journal (fsync file + rename + fsync directory per instance)
+ *   - ours-nofsync:  the classic path with a bench-only spool that skips both fsyncs (what storescp does); it
+ *                    streams every instance to a temp file as the classic path does
  *   - stock-dimse-nofsync (with --compare-stock): ours-nofsync without the PduReader fast path (dcmjs-dimse parses)
  * Rate = N / storescu wall time. Receiver CPU from /proc (utime + stime during the transfer). Peak RSS: the
- * child's process.resourceUsage().maxRSS; storescp's VmHWM. Also measured: the durability floor (Spool.commit
- * alone, back to back), which bounds any receiver that answers after a durable commit.
+ * child's process.resourceUsage().maxRSS; storescp's VmHWM. Also measured: the durability floors (Spool.commit
+ * and Spool.commitBuffers through the journal, alone, back to back), which bound a receiver that answers after
+ * a durable commit.
  *
  * Usage: node --import tsx bench/ingest.ts [--count 1000] [--reps 3] [--pdu 262144] [--compare-stock] [--cpu-prof DIR]
  * Not a test; keep the machine otherwise idle while it runs.
@@ -21,6 +24,7 @@ import { join } from 'node:path';
 import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Spool } from '../src/spool/spool.js';
+import { ConfigSchema } from '../src/config.js';
 import { freePort, runTool, storescu, writeTestSeries } from '../test/helpers/dcmtk.js';
 
 interface RunResult {
@@ -113,12 +117,13 @@ async function compileReceiver(out: string): Promise<string> {
   return join(out, 'bench', 'ingest-receiver.js');
 }
 
-async function runOurs(entry: string, files: string, n: number, work: string, opts: { noFsync: boolean; pdu: number; stock?: boolean; cpuProf?: string }): Promise<RunResult> {
+async function runOurs(entry: string, files: string, n: number, work: string, opts: { spool: 'journal' | 'classic' | 'nofsync'; pdu: number; stock?: boolean; cpuProf?: string }): Promise<RunResult> {
   const spoolDir = await mkdtemp(join(work, 'ours-'));
   const nodeArgs: string[] = [];
   if (opts.cpuProf) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${opts.cpuProf}`);
   const args = [...nodeArgs, entry, spoolDir, '--pdu', String(opts.pdu)];
-  if (opts.noFsync) args.push('--no-fsync');
+  if (opts.spool === 'nofsync') args.push('--no-fsync');
+  if (opts.spool === 'classic') args.push('--classic');
   if (opts.stock) args.push('--stock');
   const child = spawn(process.execPath, args, { cwd: join(here, '..'), stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
@@ -168,19 +173,26 @@ async function runStorescp(files: string, n: number, work: string): Promise<RunR
 }
 
 /**
- * The durability floor: what Spool.commit alone costs per instance here (write a 131 KB temp file, fsync,
- * rename, directory fsync), done back to back. No receiver that answers only after commit can beat it.
+ * The durability floors: what a commit alone costs per instance here, done back to back: `classic` writes a
+ * 131 KB temp file and Spool.commit syncs it, renames it and syncs the folder; `journal` is Spool.commitBuffers
+ * (journal append and sync, file written unsynced and renamed). No receiver that answers only after its commit
+ * can beat its floor.
  */
-async function durabilityFloor(work: string, count: number): Promise<number> {
-  const spool = new Spool(await mkdtemp(join(work, 'floor-')));
+async function durabilityFloor(work: string, count: number, mode: 'classic' | 'journal'): Promise<number> {
+  const spool = new Spool(await mkdtemp(join(work, 'floor-')), { journalSegmentBytes: mode === 'journal' ? ConfigSchema.parse({}).spoolJournalMiB * 1024 * 1024 : 0 });
   await spool.init();
   const data = Buffer.alloc(131_000, 7);
+  const ids = (i: number) => ({ studyInstanceUID: '2.25.1', seriesInstanceUID: '2.25.1.1', sopInstanceUID: `2.25.1.1.${i + 1}` });
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
+    if (mode === 'journal') {
+      await spool.commitBuffers(ids(i), [data], data.length);
+      continue;
+    }
     const tmp = spool.tmpPath();
     const fh = await open(tmp, 'w');
     await fh.write(data);
-    await spool.commit(tmp, { studyInstanceUID: '2.25.1', seriesInstanceUID: '2.25.1.1', sopInstanceUID: `2.25.1.1.${i + 1}` }, fh);
+    await spool.commit(tmp, ids(i), fh);
   }
   const ms = (performance.now() - t0) / count;
   await spool.close(); // its cached directory handles (else Node closes them on GC, with a warning)
@@ -207,15 +219,18 @@ async function main(): Promise<void> {
     process.stderr.write(`generating ${n} MR instances (256×256×16 bit)…\n`);
     await writeTestSeries(filesDir, n, '2.25.777', { rows: 256, columns: 256 });
     const compareStock = process.argv.includes('--compare-stock');
-    const results: Record<string, RunResult[]> = { storescp: [], ours: [], 'ours-nofsync': [] };
+    const results: Record<string, RunResult[]> = { storescp: [], ours: [], 'ours-classic': [], 'ours-nofsync': [] };
     if (compareStock) results['stock-dimse-nofsync'] = [];
     const floors: number[] = [];
+    const journalFloors: number[] = [];
     for (let i = 0; i < reps; i++) {
-      floors.push(await durabilityFloor(work, 200));
+      floors.push(await durabilityFloor(work, 200, 'classic'));
+      journalFloors.push(await durabilityFloor(work, 200, 'journal'));
       results.storescp.push(await runStorescp(filesDir, n, work));
-      results.ours.push(await runOurs(entry, filesDir, n, work, { noFsync: false, pdu, cpuProf }));
-      results['ours-nofsync'].push(await runOurs(entry, filesDir, n, work, { noFsync: true, pdu }));
-      if (compareStock) results['stock-dimse-nofsync'].push(await runOurs(entry, filesDir, n, work, { noFsync: true, pdu, stock: true }));
+      results.ours.push(await runOurs(entry, filesDir, n, work, { spool: 'journal', pdu, cpuProf }));
+      results['ours-classic'].push(await runOurs(entry, filesDir, n, work, { spool: 'classic', pdu }));
+      results['ours-nofsync'].push(await runOurs(entry, filesDir, n, work, { spool: 'nofsync', pdu }));
+      if (compareStock) results['stock-dimse-nofsync'].push(await runOurs(entry, filesDir, n, work, { spool: 'nofsync', pdu, stock: true }));
       process.stderr.write(
         `rep ${i + 1}: ${Object.entries(results)
           .map(([k, v]) => `${k} ${fmt(v[i].rate)}/s cpu ${fmt(v[i].cpuMsPerInstance, 2)} ms/inst rss ${fmt(v[i].rssMB)} MB${v[i].ok ? '' : ' FAILED'}`)
@@ -237,15 +252,16 @@ async function main(): Promise<void> {
       );
     }
     const floor = median(floors);
+    const jfloor = median(journalFloors);
     console.log(
-      `\nDurability floor (Spool.commit of a 131 KB file, back to back, 200×): ${fmt(floor, 2)} ms/instance (${fmt(Math.min(...floors), 2)}–${fmt(Math.max(...floors), 2)}) → at most ${fmt(1000 / floor)} images/s = ${fmt(1000 / floor / base, 2)}× storescp (which does not fsync).`,
+      `\nDurability floors (131 KB, back to back, 200×): classic Spool.commit ${fmt(floor, 2)} ms/instance (${fmt(Math.min(...floors), 2)}–${fmt(Math.max(...floors), 2)}) → at most ${fmt(1000 / floor / base, 2)}× storescp; journal Spool.commitBuffers ${fmt(jfloor, 2)} ms/instance (${fmt(Math.min(...journalFloors), 2)}–${fmt(Math.max(...journalFloors), 2)}) → at most ${fmt(1000 / jfloor / base, 2)}× storescp (which does not fsync).`,
     );
-    const ours = median(results.ours.map((r) => r.rate));
-    const nofs = median(results['ours-nofsync'].map((r) => r.rate));
+    const rate = (k: string) => median(results[k]!.map((r) => r.rate));
+    const ours = rate('ours');
     console.log('\nBENCHMARKS.md row:');
-    console.log('| date | machine | N | storescp img/s | ours img/s (ratio) | ours no-fsync img/s (ratio) | fsync floor ms/inst | ours peak RSS MB |');
+    console.log('| date | machine | N | storescp img/s | ours (journal) img/s (ratio) | ours classic img/s (ratio) | ours no-fsync img/s (ratio) | floor classic / journal ms/inst | ours peak RSS MB |');
     console.log(
-      `| ${new Date().toISOString().slice(0, 10)} | ${cpus().length}× ${cpuInfo}, Node ${process.version} | ${n} | ${fmt(base)} | ${fmt(ours)} (${fmt(ours / base, 2)}) | ${fmt(nofs)} (${fmt(nofs / base, 2)}) | ${fmt(floor, 2)} | ${fmt(Math.max(...results.ours.map((r) => r.rssMB)))} |`,
+      `| ${new Date().toISOString().slice(0, 10)} | ${cpus().length}× ${cpuInfo}, Node ${process.version} | ${n} | ${fmt(base)} | ${fmt(ours)} (${fmt(ours / base, 2)}) | ${fmt(rate('ours-classic'))} (${fmt(rate('ours-classic') / base, 2)}) | ${fmt(rate('ours-nofsync'))} (${fmt(rate('ours-nofsync') / base, 2)}) | ${fmt(floor, 2)} / ${fmt(jfloor, 2)} | ${fmt(Math.max(...results.ours.map((r) => r.rssMB)))} |`,
     );
   } finally {
     await rm(work, { recursive: true, force: true });

@@ -53,6 +53,11 @@ export const ConfigSchema = z.object({
   databaseUrl: z.string().optional(),
   /** Largest accepted instance in bytes. */
   maxInstanceBytes: z.coerce.number().int().positive().default(512 * 1024 * 1024),
+  /**
+   * Spool journal segment size in MiB (src/spool/journal.ts): instances up to 2 MiB are made durable by one sync
+   * of a preallocated journal file instead of syncing their own file and folder. 0 = no journal.
+   */
+  spoolJournalMiB: z.coerce.number().int().min(0).max(4096).refine((v) => v === 0 || v >= 4, 'spoolJournalMiB: 0 (off) or at least 4').default(32),
   maxAssociations: z.coerce.number().int().positive().default(32),
   maxPduLength: z.coerce.number().int().min(4096).default(262144),
   /** Concurrency of the classify worker in one process. */
@@ -108,6 +113,7 @@ export const ENV_KEYS: Record<keyof Config, string> = {
   orthancDicomPort: 'ORTHANC_DICOM_PORT',
   databaseUrl: 'DATABASE_URL',
   maxInstanceBytes: 'SAX_RANGE_MAX_INSTANCE_BYTES',
+  spoolJournalMiB: 'SAX_RANGE_SPOOL_JOURNAL_MIB',
   maxAssociations: 'SAX_RANGE_MAX_ASSOCIATIONS',
   maxPduLength: 'SAX_RANGE_MAX_PDU_LENGTH',
   workerConcurrency: 'SAX_RANGE_WORKER_CONCURRENCY',

@@ -58,13 +58,18 @@ async function loadClassifier(config: Config, logger: Logger): Promise<{ classif
 export async function startService(config: Config, logger: Logger): Promise<Service> {
   const roles = new Set(config.roles);
   const dataDir = resolve(config.dataDir);
-  const spool = new Spool(join(dataDir, 'spool'));
+  const spool = new Spool(join(dataDir, 'spool'), {
+    journalSegmentBytes: config.spoolJournalMiB * 1024 * 1024,
+    onJournalError: (err, what) => logger.error({ component: 'spool', err }, what),
+  });
   const resultsDir = join(dataDir, 'results');
   await mkdir(resultsDir, { recursive: true });
   // Results and labels (src/db): SQLite in dataDir, or PostgreSQL when DATABASE_URL is set; migrated on open.
   const db = roles.has('worker') || roles.has('api') ? await openDb({ dataDir, databaseUrl: config.databaseUrl, logger: logger.child({ component: 'db' }) }) : undefined;
-  if (roles.has('scp')) await spool.init();
-  else await mkdir(spool.studiesDir, { recursive: true });
+  if (roles.has('scp')) {
+    await spool.init();
+    if (spool.replayed > 0) logger.warn({ component: 'spool', instances: spool.replayed }, 'spool journal replayed after an unclean stop');
+  } else await mkdir(spool.studiesDir, { recursive: true });
 
   const redis = createRedis(redisTarget(config), 'sax-range-main', logger);
   const tracker = new SeriesTracker(redis, { prefix: config.queuePrefix, stableMs: config.stableSeconds * 1000 });

@@ -1,10 +1,11 @@
 /**
  * The DICOM SCP: C-ECHO and C-STORE over dcmjs-dimse, streaming every instance into the spool.
  *
- * Per C-STORE: the PDV values go straight to a temp file behind a Part 10 header (the dataset is byte-identical
- * to what was sent); when the last fragment arrives the header is scanned (own tag walker, dcmjs as fallback),
- * validated, committed durably (Spool.commit: fsync, rename, directory fsync), handed to `onStored`, and only
- * then answered Success. C-STORE-RQ commands and their data take a fast path (pdu-reader.ts) in front of
+ * Per C-STORE: the PDV values are kept in memory behind a Part 10 header when the spool has a journal and the
+ * instance is small (≤ 2 MiB), else they go straight to a temp file (the dataset is byte-identical to what was
+ * sent either way); when the last fragment arrives the header is scanned (own tag walker, dcmjs as fallback),
+ * validated, committed durably (Spool.commitBuffers: one journal sync; Spool.commit: fsync, rename, directory
+ * fsync), handed to `onStored`, and only then answered Success. C-STORE-RQ commands and their data take a fast path (pdu-reader.ts) in front of
  * dcmjs-dimse, which keeps association handling, C-ECHO and anything unusual.
  *
  * Statuses (policy.ts StoreStatus), always with an ErrorComment; the association and the server stay up:
@@ -367,8 +368,12 @@ export class DicomReceiver {
   startStore(conn: Connection, cmd: StoreCommand, pc: DimsePresentationContext, callingAE: string): StoreJob {
     const ts = pc.getAcceptedTransferSyntaxUid() ?? '';
     const refuse = this.closing ? 'shutting down' : undefined;
+    const memoryLimit = this.opts.spool.journalInstanceLimit;
     const job = new StoreJob({
-      file: refuse ? undefined : this.temps.take(),
+      // With the spool's journal a small instance stays in memory and commits through it; else a temp file.
+      file: refuse || memoryLimit > 0 ? undefined : this.temps.take(),
+      openFile: () => this.temps.take(),
+      memoryLimit,
       header: buildFileMetaHeader({ sopClassUID: cmd.sopClassUID, sopInstanceUID: cmd.sopInstanceUID, transferSyntaxUID: ts, sourceAE: callingAE }),
       maxBytes: this.opts.config.maxInstanceBytes,
       pause: () => conn.socket.pause(),
@@ -472,9 +477,13 @@ export class DicomReceiver {
       throw err;
     }
 
-    const handle = job.takeHandle();
     try {
-      await this.opts.spool.commit(job.tmpPath!, ids, handle);
+      if (job.inMemory) {
+        const { chunks, bytes } = job.payload();
+        await this.opts.spool.commitBuffers(ids, chunks, bytes);
+      } else {
+        await this.opts.spool.commit(job.tmpPath!, ids, job.takeHandle());
+      }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       this.log.error({ err, callingAE, sopInstanceUID }, 'spool commit failed');

@@ -8,11 +8,16 @@
  * 0.1–0.2 ms per operation on a busy machine and sat on the critical path of every instance. The slow,
  * blocking part, fsync, stays asynchronous (Spool.commit).
  *
+ * With the spool's journal (src/spool/journal.ts) a store starts in memory instead: small instances are kept
+ * whole (up to `memoryLimit` bytes, 2 MiB by default) and committed from memory through the journal; one that
+ * grows past the limit opens its temp file then, writes what it kept, and goes on as above.
+ *
  * Nothing here throws into the network code: write errors and the size limit are recorded and reported when
  * the store is answered.
  */
-import { read as fsRead, writevSync } from 'node:fs';
+import { read as fsRead } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { writeAll } from '../spool/write-all.js';
 
 /** Bytes of the dataset kept in memory for the header scan (a classic MR header is a few KB). */
 const HEAD_KEEP = 64 * 1024;
@@ -74,8 +79,11 @@ export class TempFiles {
 }
 
 export interface StoreJobOptions {
-  /** The temp file (usually a spare already open); undefined when the store is refused up front. */
+  /** The temp file (usually a spare already open); undefined when the store is refused up front or kept in memory. */
   file: Promise<TempFile> | undefined;
+  /** Keep the instance in memory while it is at most `memoryLimit` bytes; past that, open a temp file with this. */
+  openFile?: () => Promise<TempFile>;
+  memoryLimit?: number;
   header: Buffer;
   maxBytes: number;
   /** Flow control on the association's socket. */
@@ -108,6 +116,10 @@ export class StoreJob {
   private head: Buffer[] = [];
   private headBytes = 0;
   private readonly maxBytes: number;
+  /** The whole instance is in `queue` (no file yet): see the file comment. */
+  private memory: boolean;
+  private readonly memoryLimit: number;
+  private readonly openFile: (() => Promise<TempFile>) | undefined;
   private readonly pause: () => void;
   private readonly resume: () => void;
   private doneResolve!: () => void;
@@ -121,10 +133,18 @@ export class StoreJob {
     this.resume = o.resume;
     this.refused = o.refuse;
     this.done = new Promise((r) => (this.doneResolve = r));
+    this.openFile = o.openFile;
+    this.memoryLimit = o.memoryLimit ?? 0;
+    this.memory = !o.file && !o.refuse && this.openFile !== undefined && this.memoryLimit > 0;
     this.opening = o.file !== undefined;
     if (o.header.length > o.maxBytes) this.tooLarge = true;
     else if (!this.refused) this.enqueue(o.header);
-    o.file?.then(
+    if (o.file) this.attach(o.file);
+    else if (this.memory && o.header.length > this.memoryLimit) this.spill();
+  }
+
+  private attach(file: Promise<TempFile>): void {
+    file.then(
       (f) => {
         this.opening = false;
         this.path = f.path;
@@ -140,6 +160,24 @@ export class StoreJob {
         this.checkDone();
       },
     );
+  }
+
+  /** Past the memory limit: open the temp file; what was kept is written once it is open. */
+  private spill(): void {
+    this.memory = false;
+    this.opening = true;
+    this.attach(this.openFile!());
+  }
+
+  /** The instance is complete in memory (no temp file): commit it with `payload()`. */
+  get inMemory(): boolean {
+    return this.memory;
+  }
+
+  /** The whole file (Part 10 header and dataset) as kept in memory; only while `inMemory`. */
+  payload(): { chunks: Buffer[]; bytes: number } {
+    if (!this.memory) throw new Error('StoreJob.payload(): the instance is not in memory');
+    return { chunks: this.queue, bytes: this.queuedBytes };
   }
 
   /** The temp file's path, once opened. */
@@ -179,6 +217,10 @@ export class StoreJob {
       this.headBytes += chunk.length;
     }
     this.enqueue(chunk);
+    if (this.memory) {
+      if (this.queuedBytes > this.memoryLimit) this.spill();
+      return;
+    }
     if (this.queuedBytes >= WRITE_BATCH) this.flush(true);
   }
 
@@ -227,8 +269,9 @@ export class StoreJob {
     return this.readFile(this.headerLength + position, length);
   }
 
-  /** Reads from the temp file (after `done`, before the handle is handed over). */
+  /** Reads from the temp file, or from memory (after `done`, before the handle is handed over). */
   readFile(position: number, length: number): Promise<Buffer> {
+    if (this.memory) return Promise.resolve(sliceChunks(this.queue, position, length));
     const fd = this.handle?.fd;
     return new Promise((resolve, reject) => {
       if (fd === undefined || fd < 0) return reject(new Error('temp file is not open'));
@@ -275,15 +318,7 @@ export class StoreJob {
     this.queue = [];
     this.queuedBytes = 0;
     try {
-      let written = 0;
-      let bufs = batch;
-      // writev may write less than asked (and takes at most IOV_MAX buffers): loop until all is written.
-      while (written < bytes) {
-        const n = writevSync(fd, bufs.length > 1024 ? bufs.slice(0, 1024) : bufs);
-        if (n <= 0) throw Object.assign(new Error('write returned 0'), { code: 'EIO' });
-        written += n;
-        bufs = skipBytes(bufs, n);
-      }
+      writeAll(fd, batch, bytes);
     } catch (err) {
       this.error = err as NodeJS.ErrnoException;
       this.head = [];
@@ -296,13 +331,19 @@ export class StoreJob {
   }
 }
 
-/** The buffers after the first `n` bytes. */
-function skipBytes(bufs: Buffer[], n: number): Buffer[] {
+/** `length` bytes from `position` of the concatenation of `chunks` (fewer at the end), copying only across chunks. */
+function sliceChunks(chunks: readonly Buffer[], position: number, length: number): Buffer {
   let i = 0;
-  while (i < bufs.length && n >= bufs[i].length) n -= bufs[i++].length;
-  const rest = bufs.slice(i);
-  if (n > 0 && rest.length) rest[0] = rest[0].subarray(n);
-  return rest;
+  while (i < chunks.length && position >= chunks[i]!.length) position -= chunks[i++]!.length;
+  if (i < chunks.length && position + length <= chunks[i]!.length) return chunks[i]!.subarray(position, position + length);
+  const parts: Buffer[] = [];
+  let n = 0;
+  for (; i < chunks.length && n < length; i++, position = 0) {
+    const part = chunks[i]!.subarray(position, position + (length - n));
+    parts.push(part);
+    n += part.length;
+  }
+  return Buffer.concat(parts, n);
 }
 
 /**

@@ -12,7 +12,7 @@ import { readInstanceMeta, type InstanceMeta } from '../../src/dicom/meta.js';
 import { createLogger } from '../../src/log.js';
 import { DicomReceiver, type ReceiverOptions } from '../../src/scp/receiver.js';
 import { StoreStatus } from '../../src/scp/policy.js';
-import { Spool } from '../../src/spool/spool.js';
+import { Spool, type SpoolOptions } from '../../src/spool/spool.js';
 import { TransferSyntax } from '../../src/dicom/uids.js';
 import { writePhantomStudy } from '../../src/phantom/index.js';
 import {
@@ -59,9 +59,18 @@ class FullDiskSpool extends Spool {
   }
 }
 
+/**
+ * Both commit paths run every test: through the spool's journal (the service's default: small instances are
+ * kept in memory and made durable by one journal sync) and classic (temp file, fsync, rename, folder fsync).
+ */
+const MODES: Array<[string, SpoolOptions]> = [
+  ['journal', { journalSegmentBytes: 4 * 1024 * 1024 }],
+  ['classic', {}],
+];
+
 /** Receiver with a temp spool on an ephemeral port; `onStored` can be swapped per test. */
-async function startReceiver(dir: string, config: Partial<ReceiverOptions['config']> = {}, SpoolClass: typeof Spool = Spool) {
-  const spool = new SpoolClass(join(dir, 'spool'));
+async function startReceiver(dir: string, config: Partial<ReceiverOptions['config']> = {}, SpoolClass: typeof Spool = Spool, spoolOpts: SpoolOptions = {}) {
+  const spool = new SpoolClass(join(dir, 'spool'), spoolOpts);
   await spool.init();
   const seen: InstanceMeta[] = [];
   const hooks: { onStored?: ReceiverOptions['onStored'] } = {};
@@ -79,7 +88,7 @@ async function startReceiver(dir: string, config: Partial<ReceiverOptions['confi
   return { spool, receiver, port, seen, hooks };
 }
 
-describe('DICOM SCP (storescu, echoscu, raw SCU)', () => {
+describe.each(MODES)('DICOM SCP (storescu, echoscu, raw SCU), %s commit', (_mode, spoolOpts) => {
   let dir: string;
   let rx: Awaited<ReturnType<typeof startReceiver>>;
   let files: string[];
@@ -88,7 +97,7 @@ describe('DICOM SCP (storescu, echoscu, raw SCU)', () => {
     for (const t of ['storescu', 'echoscu', 'gdcmconv']) if (!(await hasTool(t))) throw new Error(`${t} not installed (.ci/run installs dcmtk and libgdcm-tools)`);
     dir = await mkdtemp(join(tmpdir(), 'sax-range-scp-'));
     files = await writeTestSeries(join(dir, 'mr'), 12, '2.25.90002');
-    rx = await startReceiver(dir);
+    rx = await startReceiver(dir, {}, Spool, spoolOpts);
   });
 
   afterAll(async () => {
@@ -342,7 +351,7 @@ describe('DICOM SCP (storescu, echoscu, raw SCU)', () => {
   });
 });
 
-describe('DICOM SCP limits and shutdown', () => {
+describe.each(MODES)('DICOM SCP limits and shutdown, %s commit', (_mode, spoolOpts) => {
   let dir: string;
   let rx: Awaited<ReturnType<typeof startReceiver>>;
   const mrContext: RawContext = { id: 1, abstractSyntax: MR_IMAGE_STORAGE, transferSyntaxes: [EXPLICIT_LE] };
@@ -350,7 +359,7 @@ describe('DICOM SCP limits and shutdown', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'sax-range-scp2-'));
-    rx = await startReceiver(dir, { maxAssociations: 1, maxInstanceBytes: 20_000, allowedAEs: ['*'] });
+    rx = await startReceiver(dir, { maxAssociations: 1, maxInstanceBytes: 20_000, allowedAEs: ['*'] }, Spool, spoolOpts);
   });
 
   afterAll(async () => {
@@ -395,7 +404,7 @@ describe('DICOM SCP limits and shutdown', () => {
   });
 
   it('answers 0xA700 when the disk is full (ENOSPC) and stays up', async () => {
-    const full = await startReceiver(join(dir, 'full'), { allowedAEs: ['*'] }, FullDiskSpool);
+    const full = await startReceiver(join(dir, 'full'), { allowedAEs: ['*'] }, FullDiskSpool, spoolOpts);
     try {
       const res = await rawStoreScu({
         port: full.port,
@@ -439,5 +448,58 @@ describe('DICOM SCP limits and shutdown', () => {
     const after = await rawStoreScu({ port: rx.port, callingAE: 'ANY', calledAE: AE, contexts: [mrContext], stores: [] }).catch(() => ({ association: 'closed' }));
     expect(after.association).not.toBe('accepted');
     expect(await readdir(rx.spool.tmpDir)).toEqual([]);
+  });
+});
+
+describe('DICOM SCP with the spool journal', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sax-range-scp3-'));
+  });
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('keeps small instances in memory and commits them through the journal; a larger one spills to a temp file; after a crash the journal restores them', async () => {
+    // 64×64 instances (≈ 9 KB) fit the 50 kB limit; 256×256 ones (≈ 131 KB) do not.
+    const small = await writeTestSeries(join(dir, 'small'), 6, '2.25.91001', { rows: 64, columns: 64 });
+    const large = await writeTestSeries(join(dir, 'large'), 3, '2.25.91002', { rows: 256, columns: 256 });
+    const opts: SpoolOptions = { journalSegmentBytes: 4 * 1024 * 1024, journalMaxInstanceBytes: 50_000, journalIdleCheckpointMs: 0 };
+    const rx = await startReceiver(join(dir, 'a'), { allowedAEs: ['*'] }, Spool, opts);
+    let paths: string[];
+    try {
+      const r = await storescu({ port: rx.port, calledAE: AE }, [...small, ...large], ['-v']);
+      expect(r.code, r.output).toBe(0);
+      expect(r.output.match(/Received Store Response \(Success\)/g)?.length).toBe(9);
+      expect(rx.spool.journalStats).toMatchObject({ appended: 6 });
+      paths = await spoolFiles(rx.spool);
+      expect(paths.length).toBe(9);
+      for (const f of [...small, ...large]) {
+        const [src] = await readInstanceMeta(f, { fastPath: false });
+        const copy = await readFile(rx.spool.instancePath(src.studyInstanceUID, src.seriesInstanceUID, src.sopInstanceUID));
+        expect(datasetOf(copy).equals(datasetOf(await readFile(f)))).toBe(true);
+      }
+    } finally {
+      // A crash: the receiver stops, the spool is never closed (no checkpoint).
+      await rx.receiver.close();
+    }
+    // Nothing left in tmp/ (the receiver's spare temp file is removed at close).
+    expect(await readdir(rx.spool.tmpDir)).toEqual([]);
+    // What a power cut may do to files written without a sync: gone. The six journalled ones come back.
+    const journalled = paths.filter((p) => p.includes('2.25.91001'));
+    for (const p of journalled) await rm(p);
+    const again = new Spool(join(dir, 'a', 'spool'), opts);
+    await again.init();
+    try {
+      expect(again.replayed).toBe(6);
+      expect((await spoolFiles(again)).sort()).toEqual([...paths].sort());
+      for (const f of small) {
+        const [src] = await readInstanceMeta(f, { fastPath: false });
+        const copy = await readFile(again.instancePath(src.studyInstanceUID, src.seriesInstanceUID, src.sopInstanceUID));
+        expect(datasetOf(copy).equals(datasetOf(await readFile(f)))).toBe(true);
+      }
+    } finally {
+      await again.close();
+    }
   });
 });
