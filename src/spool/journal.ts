@@ -459,7 +459,7 @@ export class SpoolJournal {
   private fail(err: Error): void {
     if (!this.failed) {
       this.failed = err;
-      this.opts.onError?.(err, 'journal I/O error: further commits are refused');
+      this.opts.onError?.(err, 'journal I/O error: commits go without the journal until the next start');
     }
   }
 }

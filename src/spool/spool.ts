@@ -99,8 +99,9 @@ export class Spool {
       try {
         if (bytes <= this.journalInstanceLimit) ticket = this.journal?.append(this.keyOf(ids), chunks, bytes);
       } catch (err) {
-        if (!(err instanceof JournalError) || err.code === 'EIO') throw err;
-        // Too large, closing, or no segment ready yet: the classic commit is as durable, only slower.
+        if (!(err instanceof JournalError)) throw err;
+        // Too large, closing, no segment ready yet, or the journal failed an I/O (logged once through
+        // onJournalError): the classic commit is as durable, only slower, and reports its own errors.
       }
       if (!ticket) {
         this.writeUnsynced(tmp, chunks, bytes, false);
