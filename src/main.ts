@@ -9,7 +9,7 @@ import type { Config } from './config.js';
 import { openDb, type Db } from './db/index.js';
 import type { Logger } from './log.js';
 import { createExporter } from './export/exporter.js';
-import { instrumentExporter } from './metrics.js';
+import { instrumentExporter, spoolCommits } from './metrics.js';
 import { selectBackend } from './inference/backend.js';
 import type { StackClassifier } from './inference/classify-stack.js';
 import { SliceClassifier } from './inference/classifier.js';
@@ -60,6 +60,7 @@ export async function startService(config: Config, logger: Logger): Promise<Serv
   const dataDir = resolve(config.dataDir);
   const spool = new Spool(join(dataDir, 'spool'), {
     journalSegmentBytes: config.spoolJournalMiB * 1024 * 1024,
+    onCommit: (path) => spoolCommits.inc({ path }),
     onJournalError: (err, what) => logger.error({ component: 'spool', err }, what),
   });
   const resultsDir = join(dataDir, 'results');

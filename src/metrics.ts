@@ -26,6 +26,14 @@ export const associations = new Counter({
   registers: [metricsRegistry],
 });
 
+/** Instances committed to the spool, by how they were made durable (src/spool/spool.ts). */
+export const spoolCommits = new Counter({
+  name: 'sax_range_spool_commits_total',
+  help: 'Instances made durable in the spool, by path: journal (one shared journal sync) or classic (own fsync, rename, folder fsync)',
+  labelNames: ['path'] as const,
+  registers: [metricsRegistry],
+});
+
 /** Failed export attempts; `retryable="false"` ones are not retried. */
 export const exportFailures = new Counter({
   name: 'sax_range_export_failures_total',

@@ -27,6 +27,8 @@ export interface SpoolOptions {
   journalMaxInstanceBytes?: number;
   /** Checkpoint the journal after this long without commits (default 1000 ms; 0 = only when a segment fills). */
   journalIdleCheckpointMs?: number;
+  /** Told about every commit and how it was made durable (metrics). */
+  onCommit?: (path: 'journal' | 'classic') => void;
   /** Told about checkpoint and journal I/O failures. */
   onJournalError?: (err: Error, what: string) => void;
 }
@@ -120,6 +122,7 @@ export class Spool {
       // sender was not told about.
       await ticket.durable;
       this.renameIntoPlace(tmp, finalPath);
+      this.opts.onCommit?.('journal');
       return finalPath;
     } catch (err) {
       await this.discard(tmp).catch(() => undefined);
@@ -232,6 +235,7 @@ export class Spool {
     }
     // The rename is durable once the directory is fsynced.
     await (await this.dirHandle(seriesDir)).sync();
+    this.opts.onCommit?.('classic');
     return finalPath;
   }
 

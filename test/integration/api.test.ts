@@ -249,6 +249,9 @@ describe.each(['sqlite', 'postgres'] as const)('HTTP API on %s', (driver) => {
     const delta = (name: string, labels: Record<string, string> = {}) => sample(text, name, labels) - sample(metricsBefore, name, labels);
     expect(delta('sax_range_instances_received_total', { status: '0x0000' })).toBe(SLICES * PHASES);
     expect(delta('sax_range_associations_total', { result: 'accepted' })).toBeGreaterThanOrEqual(1);
+    // The service's spool has its journal: every (≈ 131 kB) instance was made durable through it.
+    expect(delta('sax_range_spool_commits_total', { path: 'journal' })).toBe(SLICES * PHASES);
+    expect(delta('sax_range_spool_commits_total', { path: 'classic' })).toBe(0);
     expect(sample(text, 'sax_range_jobs', { queue: 'classify', state: 'completed' })).toBe(1);
     expect(sample(text, 'sax_range_jobs', { queue: 'classify', state: 'failed' })).toBe(0);
     expect(text).toMatch(/^sax_range_jobs\{queue="export",state="waiting"\} 0$/m);

@@ -188,12 +188,15 @@ describe('spool journal', () => {
   });
 
   it('an instance over the journal limit takes the classic commit (own fsync), as durable and in place', async () => {
-    const spool = await open({ journalMaxInstanceBytes: 64 * 1024 });
+    const paths: string[] = [];
+    const spool = await open({ journalMaxInstanceBytes: 64 * 1024, onCommit: (p) => paths.push(p) });
+    await spool.commitBuffers(ids(2), instance(1000), 1000);
     expect(spool.journalInstanceLimit).toBe(64 * 1024);
     const data = instance(200_000);
     const p = await spool.commitBuffers(ids(1), data, 200_000);
     expect((await readFile(p)).equals(whole(data))).toBe(true);
-    expect(spool.journalStats!.appended).toBe(0);
+    expect(spool.journalStats!.appended).toBe(1);
+    expect(paths).toEqual(['journal', 'classic']);
     expect(readdirSync(spool.tmpDir)).toEqual([]);
   });
 
