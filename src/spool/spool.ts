@@ -105,19 +105,16 @@ export class Spool {
         // Too large, closing, no segment ready yet, or the journal failed an I/O (logged once through
         // onJournalError): the classic commit is as durable, only slower, and reports its own errors.
       }
-      if (!ticket) {
-        this.writeUnsynced(tmp, chunks, bytes, false);
-        return await this.commit(tmp, ids);
-      }
-      // The file is written while the journal syncs (measured faster than writing it first: BENCHMARKS.md);
-      // when it cannot be written (ENOSPC) the record is cancelled by an abort record, so that a refused
-      // instance does not come back at the next start.
+      // With a record, the file is written while the journal syncs (measured faster than writing it first:
+      // BENCHMARKS.md); when it cannot be written (ENOSPC) the record is cancelled by an abort record, so that a
+      // refused instance does not come back at the next start.
       try {
         this.writeUnsynced(tmp, chunks, bytes, false);
       } catch (err) {
-        ticket.abort();
+        ticket?.abort();
         throw err;
       }
+      if (!ticket) return await this.commit(tmp, ids);
       // Renamed into place once the record is durable: a crash before that leaves nothing in studies/ that the
       // sender was not told about.
       await ticket.durable;

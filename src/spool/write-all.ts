@@ -17,7 +17,7 @@ export function writeAll(fd: number, bufs: readonly Buffer[], total: number, pos
 }
 
 /** The buffers after the first `n` bytes. */
-export function skipBytes(bufs: readonly Buffer[], n: number): Buffer[] {
+function skipBytes(bufs: readonly Buffer[], n: number): Buffer[] {
   let i = 0;
   while (i < bufs.length && n >= bufs[i]!.length) n -= bufs[i++]!.length;
   const rest = bufs.slice(i);
