@@ -127,26 +127,32 @@ def cbr(cin, cout):
                          nn.MaxPool2d(2))
 
 
-class CbrCompact(nn.Module):
-    """src/training/models/cbr.ts cbr_compact: four 3x3 conv-BN-ReLU-maxpool blocks, GAP, Dense 256, Dropout 0.5."""
+class Classifier(nn.Module):
+    """A convolutional trunk, global average pooling, the paper's head (Dense 256, Dropout 0.5, Dense nout) and,
+    with aux > 0, a linear regression head beside it."""
 
-    def __init__(self, cin=3, widths=(16, 32, 64, 128), nout=3, aux=0):
+    def __init__(self, trunk, dim, nout=3, aux=0):
         super().__init__()
-        layers, c = [], cin
-        for w in widths:
-            layers.append(cbr(c, w))
-            c = w
-        self.features = nn.Sequential(*layers)
-        self.dim = c
-        self.head = nn.Sequential(nn.Linear(c, 256), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(256, nout))
-        self.aux = nn.Linear(c, aux) if aux else None
+        self.trunk = trunk
+        self.dim = dim
+        self.head = nn.Sequential(nn.Linear(dim, 256), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(256, nout))
+        self.aux = nn.Linear(dim, aux) if aux else None
 
     def embed(self, x):
-        return self.features(x).mean((2, 3))
+        return self.trunk(x).mean((2, 3))
 
     def forward(self, x):
         z = self.embed(x)
         return self.head(z), (self.aux(z) if self.aux is not None else None)
+
+
+def CbrCompact(cin=3, widths=(16, 32, 64, 128), nout=3, aux=0):
+    """src/training/models/cbr.ts cbr_compact: four 3x3 conv-BN-ReLU-maxpool blocks, then the head."""
+    layers, c = [], cin
+    for w in widths:
+        layers.append(cbr(c, w))
+        c = w
+    return Classifier(nn.Sequential(*layers), c, nout, aux)
 
 
 class Basic(nn.Module):
@@ -166,28 +172,14 @@ class Basic(nn.Module):
         return F.relu(y + (x if self.sc is None else self.sc(x)))
 
 
-class ResNet18(nn.Module):
-    """torchvision's ResNet-18 layout (7x7/2 stem, max-pool, 2-2-2-2 basic blocks), the paper's head."""
-
-    def __init__(self, cin=3, nout=3, aux=0):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(cin, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                                  nn.MaxPool2d(3, 2, 1))
-        blocks, c = [], 64
-        for w, s in ((64, 1), (128, 2), (256, 2), (512, 2)):
-            blocks += [Basic(c, w, s), Basic(w, w, 1)]
-            c = w
-        self.blocks = nn.Sequential(*blocks)
-        self.dim = c
-        self.head = nn.Sequential(nn.Linear(c, 256), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(256, nout))
-        self.aux = nn.Linear(c, aux) if aux else None
-
-    def embed(self, x):
-        return self.blocks(self.stem(x)).mean((2, 3))
-
-    def forward(self, x):
-        z = self.embed(x)
-        return self.head(z), (self.aux(z) if self.aux is not None else None)
+def ResNet18(cin=3, nout=3, aux=0):
+    """torchvision's ResNet-18 layout (7x7/2 stem, max-pool, 2-2-2-2 basic blocks), then the paper's head."""
+    stem = nn.Sequential(nn.Conv2d(cin, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+    blocks, c = [], 64
+    for w, st in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        blocks += [Basic(c, w, st), Basic(w, w, 1)]
+        c = w
+    return Classifier(nn.Sequential(stem, *blocks), c, nout, aux)
 
 
 class StackGru(nn.Module):
