@@ -79,18 +79,18 @@ function summaryMarkdown(doc: EvaluationDocument): string {
     .filter((k) => doc.metrics[k])
     .map((k) => {
       const m = doc.metrics[k]!;
-      return `| ${k} | ${m.stacks} | ${m.n} | ${pct(m.accuracy)} | ${pct(m.softAccuracy)} | ${f3(m.microAuc)} | ${f3(m.perClass.OAP.f1)} | ${f3(m.perClass.IN.f1)} | ${f3(m.perClass.OBS.f1)} | ${pct(m.rangeExact.argmax)} / ${pct(m.rangeExact.decoded)} |`;
+      return `| ${k} | ${m.stacks} | ${m.n} | ${pct(m.accuracy)} | ${pct(m.softAccuracy)} | ${f3(m.microAuc)} | ${f3(m.perClass.OAP.f1)} | ${f3(m.perClass.IN.f1)} | ${f3(m.perClass.OBS.f1)} | ${pct(m.rangeExact.argmax)} / ${pct(m.rangeExact.decoded)} | ${pct(m.rangeWithinOne)} |`;
     });
   return [
     `# Evaluation of ${doc.model.id} ${doc.model.version} on \`${doc.dataset.spec}\``,
     '',
     `${doc.subjects} subjects, ${doc.stacks} stacks, ${doc.images} labelled slices; backend ${doc.backend}; ${doc.seconds.toFixed(1)} s.`,
     doc.seenInTraining ? '\n**The model card says this model was trained on this data: these figures are not a held-out measurement.**\n' : '',
-    '| phase | stacks | slices | accuracy | soft accuracy | micro-AUC | F1 OAP | F1 IN | F1 OBS | range exact (argmax / decoded) |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| phase | stacks | slices | accuracy | soft accuracy | micro-AUC | F1 OAP | F1 IN | F1 OBS | range exact (argmax / decoded) | decoded range ±1 slice |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
     '',
-    'Metrics as in src/training/evaluate.ts: argmax labels unless "decoded" (range decoding OAP* IN+ OBS*).',
+    'Metrics as in src/training/evaluate.ts: argmax labels unless "decoded" (range decoding OAP* IN+ OBS*). "±1 slice": both ends of the decoded IN range within one slice of the truth.',
     '',
   ].join('\n');
 }

@@ -18,7 +18,7 @@
  */
 
 import { argmaxLabels, decodeRange, LABELS, NO_PRIOR, type ClassLogPrior, type SliceLabel } from '../inference/decode.js';
-import { classificationMetrics, type Confusion, type StackPrediction } from './metrics.js';
+import { boundaryErrors, classificationMetrics, type Confusion, type StackPrediction } from './metrics.js';
 
 /**
  * Binary ROC AUC of `scores` for `positive` (true = positive class), ties counted ½ (average ranks).
@@ -131,6 +131,8 @@ export interface ModelEvaluation {
   confusionDecoded: Confusion;
   /** Fraction of stacks with every slice right: argmax labels, and after range decoding. */
   rangeExact: { argmax: number; decoded: number };
+  /** Fraction of stacks whose decoded IN range has both ends within one slice of the truth. */
+  rangeWithinOne: number;
 }
 
 /**
@@ -142,7 +144,8 @@ export function evaluateModel(stacks: readonly StackPrediction[], prior: ClassLo
   const probs = stacks.flatMap((s) => s.probs);
   checkRows(truth, probs);
   const raw = classificationMetrics(stacks.map((s) => ({ truth: s.truth, pred: argmaxLabels(s.probs) })));
-  const dec = classificationMetrics(stacks.map((s) => ({ truth: s.truth, pred: s.probs.length ? decodeRange(s.probs, prior).labels : [] })));
+  const decodedStacks = stacks.map((s) => ({ truth: s.truth, pred: s.probs.length ? decodeRange(s.probs, prior).labels : [] }));
+  const dec = classificationMetrics(decodedStacks);
   const auc = oneVsRestAuc(truth, probs);
   const support = {} as Record<SliceLabel, number>;
   const perClass = {} as Record<SliceLabel, ClassEvaluation>;
@@ -164,5 +167,6 @@ export function evaluateModel(stacks: readonly StackPrediction[], prior: ClassLo
     confusion: raw.confusion,
     confusionDecoded: dec.confusion,
     rangeExact: { argmax: raw.rangeExact, decoded: dec.rangeExact },
+    rangeWithinOne: boundaryErrors(decodedStacks).withinOne,
   };
 }

@@ -52,6 +52,11 @@ export interface BoundaryErrors {
   /** Fraction of stacks whose first / last IN slice is exactly right. */
   firstExact: number;
   lastExact: number;
+  /**
+   * Fraction of stacks whose first and last IN slice are both within one slice of the truth: how often a
+   * consumer that pads the decoded range by one slice at each end covers the true range.
+   */
+  withinOne: number;
 }
 
 export interface StackMetrics {
@@ -176,6 +181,7 @@ export function boundaryErrors(stacks: readonly { truth: readonly SliceLabel[]; 
   let le = 0;
   let fx = 0;
   let lx = 0;
+  let w1 = 0;
   for (const s of stacks) {
     const t = inBounds(s.truth);
     if (t.first < 0) continue;
@@ -187,8 +193,9 @@ export function boundaryErrors(stacks: readonly { truth: readonly SliceLabel[]; 
     le += Math.abs(pl - t.last);
     if (pf === t.first) fx++;
     if (pl === t.last) lx++;
+    if (Math.abs(pf - t.first) <= 1 && Math.abs(pl - t.last) <= 1) w1++;
   }
-  return { firstAbsError: div(fe, n), lastAbsError: div(le, n), firstExact: div(fx, n), lastExact: div(lx, n) };
+  return { firstAbsError: div(fe, n), lastAbsError: div(le, n), firstExact: div(fx, n), lastExact: div(lx, n), withinOne: div(w1, n) };
 }
 
 /** Mean categorical cross-entropy (p clamped to [1e-7, 1]). */

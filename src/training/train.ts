@@ -971,7 +971,7 @@ export function renderReport(p: {
       );
     }
     const b = cv.pooled.all.decoded.boundary;
-    L.push('', `Decoded range ends (ED+ES): first IN slice exact ${pct(b.firstExact)} %, mean error ${b.firstAbsError.toFixed(2)} slices; last IN slice exact ${pct(b.lastExact)} %, mean error ${b.lastAbsError.toFixed(2)} slices.`, '');
+    L.push('', `Decoded range ends (ED+ES): first IN slice exact ${pct(b.firstExact)} %, mean error ${b.firstAbsError.toFixed(2)} slices; last IN slice exact ${pct(b.lastExact)} %, mean error ${b.lastAbsError.toFixed(2)} slices; both ends within one slice in ${pct(b.withinOne)} % of stacks.`, '');
     const fm = cv.foldMean;
     const f = (k: string) => (fm[k] ? `${pct(fm[k].mean)} ± ${pct(fm[k].std)}` : '–');
     L.push('Fold mean ± sd (argmax, ED+ES): ' + `balanced accuracy ${f('all.argmax.balancedAccuracy')}, accuracy ${f('all.argmax.accuracy')}, macro F1 ${f('all.argmax.macroF1')}, soft accuracy ${f('all.argmax.softAccuracy')}.`, '');

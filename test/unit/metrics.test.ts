@@ -69,7 +69,17 @@ describe('classification metrics (hand-computed)', () => {
 
   it('boundary errors of the IN range ends', () => {
     // A: truth first 1 last 3, pred first 0 last 2. B: truth 0..1, pred 0..0.
-    expect(boundaryErrors([A, B])).toEqual({ firstAbsError: 0.5, lastAbsError: 1, firstExact: 0.5, lastExact: 0 });
+    expect(boundaryErrors([A, B])).toEqual({ firstAbsError: 0.5, lastAbsError: 1, firstExact: 0.5, lastExact: 0, withinOne: 1 });
+  });
+
+  it('range within one slice: both ends off by at most one', () => {
+    // truth IN = 1..3 of 6; predictions with ends off by (0, 1), (1, 1), (2, 0), (0, 2) slices
+    const truth: SliceLabel[] = ['OAP', 'IN', 'IN', 'IN', 'OBS', 'OBS'];
+    const ofRange = (first: number, last: number): SliceLabel[] => truth.map((_, i) => (i < first ? 'OAP' : i > last ? 'OBS' : 'IN'));
+    const stacks = [ofRange(1, 4), ofRange(0, 4), ofRange(3, 3), ofRange(1, 5)].map((pred) => ({ truth, pred }));
+    expect(boundaryErrors(stacks).withinOne).toBe(0.5);
+    expect(boundaryErrors(stacks.slice(0, 2)).withinOne).toBe(1);
+    expect(boundaryErrors(stacks.slice(2)).withinOne).toBe(0);
   });
 
   it('classificationMetrics bundles them', () => {
@@ -103,7 +113,7 @@ describe('stack metrics from probabilities', () => {
     expect(m.argmax.rangeExact).toBe(0);
     expect(m.decoded.accuracy).toBe(1);
     expect(m.decoded.rangeExact).toBe(1);
-    expect(m.decoded.boundary).toEqual({ firstAbsError: 0, lastAbsError: 0, firstExact: 1, lastExact: 1 });
+    expect(m.decoded.boundary).toEqual({ firstAbsError: 0, lastAbsError: 0, firstExact: 1, lastExact: 1, withinOne: 1 });
   });
 
   it('log loss = mean −ln p(true class)', () => {

@@ -94,6 +94,15 @@ describe('evaluateModel', () => {
     expect(m.confusionDecoded.flat().reduce((a, b) => a + b, 0)).toBe(4);
   });
 
+  it('counts decoded ranges whose ends are within one slice of the truth', () => {
+    // The network calls every slice IN: the range starts two slices early in stack a, one slice early in b.
+    const allIn = [0.1, 0.8, 0.1];
+    const five = (truth: SliceLabel[], subject: string): StackPrediction => ({ subject, phase: 'ES', truth, probs: truth.map(() => allIn) });
+    const e = evaluateModel([five(['OAP', 'OAP', 'IN', 'IN', 'IN'], 'a'), five(['OAP', 'IN', 'IN', 'IN', 'IN'], 'b')]);
+    expect(e.rangeExact.decoded).toBe(0);
+    expect(e.rangeWithinOne).toBe(0.5);
+  });
+
   it('does not let soft accuracy cross from one stack to the next', () => {
     // As one stack, s3 (predicted OAP) would not gain either; but s2 predicted OBS would count against s3's truth.
     const one = evaluateModel([{ subject: 'a', phase: 'ED', truth: ['OAP', 'IN', 'OBS'], probs: [probs[0], probs[3], probs[2]] }]);
