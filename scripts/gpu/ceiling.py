@@ -11,18 +11,23 @@ fit-decoding` does).
 Arms (a model and a target):
   cbr_compact_sgd   the shipped architecture and recipe (64², SGD Nesterov, 12 epochs, lr steps) - replication
   cbr_compact       the same network, AdamW + cosine, more epochs
+  cbr_compact_aux   + a second head regressing log(1 + LV cavity px) and log(1 + myocardium px) of the view
+  cbr_compact_w96   CBR-CompactW (32-256 filters) at 96²
   resnet18          a ResNet-18 from scratch (no ImageNet weights here), 96²
-  resnet18_aux      + a second head regressing log(1 + LV cavity px) and log(1 + myocardium px) of the view
+  resnet18_aux      + the area-regression head
   resnet18_5ch      5 neighbouring slices instead of 3
   stack_gru         CBR-CompactW slice encoder + a bidirectional GRU along the stack (whole stacks as samples)
-  unet_seg          a small U-Net segmenting LV cavity/myocardium/RV; a slice is IN when its predicted
-                    cavity area passes a threshold (fitted by nested CV), the label rule of ACDC itself
+  unet_seg          a U-Net (32-256 filters, 96²) segmenting LV cavity/myocardium/RV; a slice is IN when its
+                    predicted cavity area passes a threshold (fitted by nested CV), the label rule of ACDC itself
+  unet_s64, unet_t64  the same at 64² with a half / a quarter of the filters (sizes a 2-core CPU can train)
+Results of the runs made so far: docs/model-runs/gpu-arms/.
 
 Every arm trains on four folds and predicts the fifth; figures are pooled out-of-fold predictions at the last
 epoch (no epoch picked on validation). Output: results.json and results.md in --out, written after every arm.
 
 Usage: python3 scripts/gpu/ceiling.py --data .gpu/acdc-96 --out OUT [--arms a,b] [--budget-s 480]
-       [--epochs-scale 1] [--folds 0,1,2,3,4] [--device cuda]
+       [--epochs-scale 1] [--folds 0,1,2,3,4] [--seeds 1,2] [--device cuda]
+(--data BASE reads BASE.json and BASE.images.u8 / BASE.masks.u8, or their .gz.)
 """
 import argparse
 import json
