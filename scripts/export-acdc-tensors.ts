@@ -24,7 +24,7 @@ import { centralCropBox, centralZoom, resize } from '../src/inference/preprocess
 import { loadDataset } from '../src/training/data/spec.js';
 import { kFoldSplit } from '../src/training/data/split.js';
 import { prepareStacks } from '../src/training/data/samples.js';
-import { ACDC_LV_CAVITY, parseInfoCfg, readNifti } from '../src/training/data/acdc.js';
+import { ACDC_LV_CAVITY, readNifti, type AcdcSubject } from '../src/training/data/acdc.js';
 
 const { values } = parseArgs({
   options: {
@@ -64,7 +64,7 @@ const stacks: { subject: string; phase: string; group: string; fold: number; n: 
 
 for (const subject of ds.subjects.filter((s) => s.source === 'acdc')) {
   const dir = join(acdcDir, subject.id);
-  const info = parseInfoCfg(await readFile(join(dir, 'Info.cfg'), 'utf8'));
+  const { info } = subject as AcdcSubject; // the loader kept Info.cfg (ED/ES frame numbers)
   const prepared = prepareStacks(subject.stacks, [2, 98]);
   for (const st of prepared) {
     const frame = String(Number(info[st.phase])).padStart(2, '0');
